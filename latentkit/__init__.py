@@ -1,0 +1,75 @@
+"""latentkit: run the arguments of "The Evolving Nature of Latent Spaces: From GANs to Diffusion".
+
+The package mirrors the paper's concepts, one module each:
+
+- :mod:`latentkit.world`: the shapes world, images whose factors are known;
+- :mod:`latentkit.probes`: read those factors back from any image;
+- :mod:`latentkit.figures`: save figures for reuse.
+
+Submodules are imported lazily (``latentkit.world`` works after ``import latentkit``), so importing the
+package does no work and loads no model.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import random
+
+__version__ = "0.1.0"
+
+_SUBMODULES = {"world", "probes", "figures", "paths", "tokenizer"}
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) so a notebook re-runs identically.
+
+    Args:
+        seed: any non-negative integer.
+    """
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    try:
+        import torch
+    except ImportError:  # the world and its probes' numpy parts work without torch
+        return
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """Turn a notebook's ``device`` parameter into a torch device string.
+
+    Args:
+        device: ``"auto"`` (CUDA when torch sees a GPU, else Apple MPS, else CPU), or any torch device
+            string such as ``"cpu"`` or ``"cuda:1"``.
+    """
+    import torch
+
+    if device != "auto":
+        torch.device(device)  # raises a clear torch error for a malformed string
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} was asked for, but torch sees no CUDA GPU here "
+                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda is not None}). "
+                "Use device='auto' or 'cpu', or install a CUDA build of torch (see README, 'Using a GPU')."
+            )
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'latentkit' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "seed_everything", "resolve_device", *sorted(_SUBMODULES)]
