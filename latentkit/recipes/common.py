@@ -1,0 +1,95 @@
+"""What every training recipe shares: resumable checkpoints, EMA weights, the learning-rate schedule.
+
+Each recipe keeps its own training loop visible in its own file (``python -m latentkit.recipes NAME``);
+only the bookkeeping lives here. Checkpoints go to :func:`latentkit.paths.cache_dir` (outside the
+repository), so an interrupted recipe resumes where it stopped; only the final fp16 weights are exported
+to ``data/``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from pathlib import Path
+
+import torch
+
+from latentkit.paths import cache_dir
+
+
+def checkpoint_path(name: str) -> Path:
+    """``<cache>/checkpoints/<name>.pt``: the resumable state of recipe ``name``."""
+    return cache_dir() / "checkpoints" / f"{name}.pt"
+
+
+def save_checkpoint(name: str, step: int, **state) -> Path:
+    """Atomically save ``step`` and the ``state_dict()`` of every module/optimizer passed by keyword."""
+    path = checkpoint_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"step": step}
+    for key, obj in state.items():
+        payload[key] = obj.state_dict() if hasattr(obj, "state_dict") else obj
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)  # never leaves a half-written checkpoint behind
+    return path
+
+def load_checkpoint(name: str, **state) -> int:
+    """Restore the objects passed by keyword from checkpoint ``name``; return its step (0: none)."""
+    path = checkpoint_path(name)
+    if not path.exists():
+        return 0
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    for key, obj in state.items():
+        if key not in payload:
+            raise KeyError(f"checkpoint {path} has no entry {key!r}; delete it to start afresh")
+        if hasattr(obj, "load_state_dict"):
+            obj.load_state_dict(payload[key])
+    return int(payload["step"])
+
+
+def clear_checkpoint(name: str) -> None:
+    """Forget recipe ``name``'s progress (``--fresh``)."""
+    checkpoint_path(name).unlink(missing_ok=True)
+
+
+class EMA:
+    """Exponential moving average of a model's weights, the weights that get exported.
+
+    Small diffusion models trained briefly sample far better from EMA weights than from the raw ones.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float = 0.999):
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        # Warm-up: average over fewer steps at first, so early EMA weights are not mostly the init.
+        decay = min(self.decay, (1 + step) / (10 + step))
+        for ema_p, p in zip(self.model.parameters(), model.parameters(), strict=True):
+            ema_p.lerp_(p.detach(), 1 - decay)
+        for ema_b, b in zip(self.model.buffers(), model.buffers(), strict=True):
+            ema_b.copy_(b)
+
+    def state_dict(self) -> dict:
+        return self.model.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state)
+
+
+def warmup_cosine(step: int, total: int, warmup: int, floor: float = 0.05) -> float:
+    """Learning-rate multiplier: linear warm-up to 1, then cosine decay to ``floor``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def set_threads() -> None:
+    """Use every core torch is allowed (``LATENTKIT_THREADS`` caps it, e.g. to share a laptop)."""
+    n = os.environ.get("LATENTKIT_THREADS")
+    if n:
+        torch.set_num_threads(int(n))
