@@ -4,6 +4,10 @@ The package mirrors the paper's concepts, one module each:
 
 - :mod:`latentkit.world`: the shapes world, images whose factors are known;
 - :mod:`latentkit.probes`: read those factors back from any image;
+- :mod:`latentkit.layers`: name the layers of a diffusion model and hook them, temporarily;
+- :mod:`latentkit.injection`: the paper's layer-injection experiment (Sec. 3.1, Fig. 5);
+- :mod:`latentkit.similarity`: image-similarity measures for images with no known factors;
+- :mod:`latentkit.tiny`: tiny random builds of every architecture the paper names, for tests;
 - :mod:`latentkit.figures`: save figures for reuse.
 
 Submodules are imported lazily (``latentkit.world`` works after ``import latentkit``), so importing the
@@ -18,7 +22,17 @@ import random
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"world", "probes", "figures", "paths", "tokenizer"}
+_SUBMODULES = {
+    "world",
+    "probes",
+    "figures",
+    "paths",
+    "tokenizer",
+    "layers",
+    "injection",
+    "similarity",
+    "tiny",
+}
 
 
 def seed_everything(seed: int) -> None:
