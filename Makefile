@@ -26,7 +26,7 @@ NB_OUT := build/notebooks
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help install run test lint format weights benchmarks clean clean-all
+.PHONY: help install run store test lint format weights benchmarks clean clean-all
 
 help: ## list the targets
 	@echo "latentkit make targets (variables: PYTHON VENV TORCH_SPEC DEVICE, see Makefile):"
@@ -57,6 +57,9 @@ run: $(STAMP) ## execute every notebook in order (papermill) into build/notebook
 			--kernel python3 --cwd notebooks -p device "$(DEVICE)" \
 			|| { echo "FAILED: $$nb (partial output in $(NB_OUT)/$$(basename "$$nb"))" >&2; exit 1; }; \
 	done
+
+store: $(STAMP) ## re-execute notebooks in place with their defaults, to commit them (NB=notebooks/00_*.ipynb)
+	$(BIN)/python -m latentkit.notebooks $(or $(NB),$(NOTEBOOKS))
 
 test: lint ## ruff check, ruff format --check, then pytest (unit tests and notebooks)
 	$(BIN)/pytest
