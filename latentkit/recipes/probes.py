@@ -99,6 +99,11 @@ def export(net: ProbeNet, steps: int) -> None:
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
+def is_exported() -> bool:
+    """Whether ``data/probes/`` already holds exported weights (``recipes all`` then skips them)."""
+    return (data_dir() / "probes" / "probes.safetensors").exists()
+
+
 def main(steps: int = 2000, device: str = "auto", fresh: bool = False) -> None:
     net = train(steps=steps, device=device, fresh=fresh)
     export(net, steps)
