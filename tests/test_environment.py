@@ -90,9 +90,7 @@ def find_problems(pyproject: dict, env: dict) -> list[str]:
 
     counts = Counter(PYPI_NAMES.get(name, name) for name, _ in conda)
     counts.update(canonicalize_name(req.name) for req in pip)
-    problems += [
-        f"{name} is listed {n} times in environment.yml" for name, n in counts.items() if n > 1
-    ]
+    problems += [f"{name} is listed {n} times in environment.yml" for name, n in counts.items() if n > 1]
 
     wanted = {}
     for req in pyproject_requirements(pyproject):
@@ -160,9 +158,7 @@ def _change_python(pyproject, env):
 
 def _change_torch_bound(pyproject, env):
     deps = pyproject["project"]["dependencies"]
-    deps[:] = [
-        "torch>=2.6" if canonicalize_name(Requirement(d).name) == "torch" else d for d in deps
-    ]
+    deps[:] = ["torch>=2.6" if canonicalize_name(Requirement(d).name) == "torch" else d for d in deps]
 
 
 def _env_only_dep(pyproject, env):

@@ -35,6 +35,7 @@ def save_checkpoint(name: str, step: int, **state) -> Path:
     os.replace(tmp, path)  # never leaves a half-written checkpoint behind
     return path
 
+
 def load_checkpoint(name: str, **state) -> int:
     """Restore the objects passed by keyword from checkpoint ``name``; return its step (0: none)."""
     path = checkpoint_path(name)
