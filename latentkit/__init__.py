@@ -8,6 +8,7 @@ The package mirrors the paper's concepts, one module each:
 - :mod:`latentkit.injection`: the paper's layer-injection experiment (Sec. 3.1, Fig. 5);
 - :mod:`latentkit.similarity`: image-similarity measures for images with no known factors;
 - :mod:`latentkit.tiny`: tiny random builds of every architecture the paper names, for tests;
+- :mod:`latentkit.alignment`: mutual k-NN and CKA between layers, across models (Sec. 3.1, PRH);
 - :mod:`latentkit.figures`: save figures for reuse.
 
 Submodules are imported lazily (``latentkit.world`` works after ``import latentkit``), so importing the
@@ -32,6 +33,7 @@ _SUBMODULES = {
     "injection",
     "similarity",
     "tiny",
+    "alignment",
 }
 
 
