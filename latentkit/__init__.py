@@ -4,6 +4,10 @@ The package mirrors the paper's concepts, one module each:
 
 - :mod:`latentkit.world`: the shapes world, images whose factors are known;
 - :mod:`latentkit.probes`: read those factors back from any image;
+- :mod:`latentkit.spaces`: a *space* (sample, perturb, interpolate, decode), for any candidate latent space;
+- :mod:`latentkit.properties`: the paper's four properties (density, smoothness, organization, relevance)
+  as measurements with confidence intervals and Fig. 4 verdicts;
+- :mod:`latentkit.models`: the model organisms (autoencoder, VAE, GAN, miniature Stable Diffusion);
 - :mod:`latentkit.layers`: name the layers of a diffusion model and hook them, temporarily;
 - :mod:`latentkit.injection`: the paper's layer-injection experiment (Sec. 3.1, Fig. 5);
 - :mod:`latentkit.similarity`: image-similarity measures for images with no known factors;
@@ -34,6 +38,12 @@ _SUBMODULES = {
     "similarity",
     "tiny",
     "alignment",
+    "spaces",
+    "properties",
+    "aspects",
+    "models",
+    "recipes",
+    "notebooks",
 }
 
 

@@ -1,0 +1,243 @@
+"""The four properties on spaces whose answer is known by construction.
+
+* the world's own factors (:class:`FactorSpace`): dense, smooth, organised and relevant;
+* a decoder that ignores its input: relevance 0;
+* a decoder that hashes its input to random factors: no organisation, no smoothness.
+
+The property math is tested with :class:`OracleProbes`, a stand-in that reads factors exactly from images
+it has seen rendered, so these tests need no trained weights. The same claims are then checked with the
+real probes when ``data/probes/`` exists.
+"""
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from latentkit.paths import data_dir
+from latentkit.probes import Readout
+from latentkit.properties import (
+    VERDICTS,
+    as_table,
+    density,
+    measure_all,
+    organization,
+    relevance,
+    smoothness,
+    verdict,
+    verdict_grid,
+)
+from latentkit.spaces import FactorSpace, GaussianSpace, lerp, slerp
+from latentkit.world import FACTORS, World
+
+torch.set_num_threads(1)
+
+
+class OracleProbes:
+    """Test-only probes: exact factors of every image a :class:`RecordingWorld` rendered.
+
+    ``in_distribution`` is 1 for such images and 0 for anything else; ``features`` are 8x8 average-pooled
+    pixels, scaled to unit length (a crude perceptual space, enough for path lengths).
+    """
+
+    def __init__(self):
+        self.memory: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+
+    def remember(self, batch) -> None:
+        labels = np.stack([getattr(batch.factors, f) for f in FACTORS], 1)
+        for image, row, centroid in zip(batch.images, labels, batch.centroids, strict=True):
+            self.memory[image.tobytes()] = (row, centroid)
+
+    @staticmethod
+    def _uint8(images) -> np.ndarray:
+        images = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+        return images if images.dtype == np.uint8 else np.rint(images * 255).astype(np.uint8)
+
+    def read(self, images) -> Readout:
+        found = [self.memory.get(image.tobytes()) for image in self._uint8(images)]
+        if any(f is None for f in found):
+            raise AssertionError("OracleProbes was shown an image no RecordingWorld rendered")
+        labels = np.stack([row for row, _ in found])
+        n = len(found)
+        return Readout(
+            labels={f: labels[:, j] for j, f in enumerate(FACTORS)},
+            confidence={f: np.ones(n) for f in FACTORS},
+            centroids=np.stack([c for _, c in found]).astype(np.float32),
+            object_mass=np.full(n, 100.0),
+        )
+
+    def in_distribution(self, images, readout=None) -> np.ndarray:
+        return np.array([float(image.tobytes() in self.memory) for image in self._uint8(images)])
+
+    def features(self, images) -> np.ndarray:
+        x = torch.as_tensor(self._uint8(images)).permute(0, 3, 1, 2).double() / 255
+        pooled = torch.nn.functional.avg_pool2d(x, 8).flatten(1)  # (N, 192)
+        return (pooled / pooled.norm(dim=1, keepdim=True)).numpy()
+
+
+class RecordingWorld(World):
+    """A world that tells the oracle probes about every image it renders."""
+
+    def __init__(self, oracle: OracleProbes):
+        super().__init__(64)
+        self.oracle = oracle
+
+    def render(self, factors, masks=False, centers=None):
+        batch = super().render(factors, masks=masks, centers=centers)
+        self.oracle.remember(batch)
+        return batch
+
+
+def _as_decoder_output(images: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float in [0, 1], what a network decoder returns."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+
+
+def constant_space(world: World) -> GaussianSpace:
+    """8-D Gaussian points, all decoded to the same image."""
+    image = world.sample(1, seed=7).images
+
+    def decoder(z):
+        return _as_decoder_output(np.repeat(image, len(z), axis=0))
+
+    return GaussianSpace("ignores its input", decoder=decoder, mean=torch.zeros(8))
+
+
+def scrambled_space(world: World) -> GaussianSpace:
+    """8-D Gaussian points, each decoded to random factors seeded by a hash of the point's bytes."""
+
+    def decoder(z):
+        seeds = [int.from_bytes(hashlib.sha256(row.numpy().tobytes()).digest()[:8], "little") for row in z]
+        factors = [world.sample_factors(1, seed) for seed in seeds]
+        merged = {f: np.concatenate([getattr(x, f) for x in factors]) for f in (*FACTORS, "jitter")}
+        return _as_decoder_output(world.render(type(factors[0])(**merged)).images)
+
+    return GaussianSpace("scrambles its input", decoder=decoder, mean=torch.zeros(8))
+
+
+@pytest.fixture(scope="module")
+def oracle_world():
+    oracle = OracleProbes()
+    return oracle, RecordingWorld(oracle)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Known answers with the oracle probes
+
+
+def test_world_factor_space_is_dense_smooth_organised_relevant(oracle_world):
+    oracle, world = oracle_world
+    results = measure_all(FactorSpace(world), oracle, seed=0, n=300)
+    for r in results:
+        assert r.verdict == "V", r
+        assert r.ci[0] <= r.value <= r.ci[1], r
+    by_name = {r.property: r for r in results}
+    assert by_name["density"].value == 1.0
+    assert by_name["relevance"].value > 0.9
+    assert by_name["organization"].components["midpoints mix endpoints"] > 0.9
+
+
+def test_decoder_that_ignores_its_input_is_irrelevant(oracle_world):
+    oracle, world = oracle_world
+    result = relevance(constant_space(world), oracle, n=200)
+    assert result.value == 0.0 and result.verdict == "X"
+    assert density(constant_space(world), oracle, n=50).value == 1.0  # a valid image, just always the same
+
+
+def test_scrambling_decoder_has_no_organisation_and_no_smoothness(oracle_world):
+    oracle, world = oracle_world
+    space = scrambled_space(world)
+    org = organization(space, oracle, n=300, n_pairs=100)
+    assert org.value < 0.1 and org.verdict == "X", org
+    smooth = smoothness(space, oracle, n=100)
+    assert smooth.value < 0.05 and smooth.verdict == "X", smooth
+    assert relevance(space, oracle, n=200).value > 0.9  # scrambled, but it does decide the image
+
+
+def test_results_are_reproducible(oracle_world):
+    oracle, world = oracle_world
+    space = FactorSpace(world)
+    assert str(organization(space, oracle, n=150, seed=3)) == str(organization(space, oracle, n=150, seed=3))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pieces
+
+
+def test_verdict_thresholds():
+    assert verdict(1.0) == "V" and verdict(VERDICTS["V"]) == "V"
+    assert verdict(VERDICTS["V"] - 1e-6) == "~" and verdict(VERDICTS["~"]) == "~"
+    assert verdict(VERDICTS["~"] - 1e-6) == "X" and verdict(0.0) == "X"
+
+
+def test_lerp_and_slerp_endpoints_and_norm():
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(5, 64, generator=gen), torch.randn(5, 64, generator=gen)
+    for f in (lerp, slerp):
+        torch.testing.assert_close(f(a, b, 0.0), a)
+        torch.testing.assert_close(f(a, b, 1.0), b, atol=1e-5, rtol=1e-5)
+    # Slerp keeps the typical norm of a Gaussian sample; the straight line's midpoint is much shorter.
+    assert slerp(a, b, 0.5).norm(dim=1).mean() > 0.95 * a.norm(dim=1).mean()
+    assert lerp(a, b, 0.5).norm(dim=1).mean() < 0.8 * a.norm(dim=1).mean()
+    t = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0])
+    for f in (lerp, slerp):  # one t per point
+        torch.testing.assert_close(f(a, b, t)[2], f(a[2:3], b[2:3], 0.5)[0])
+    with pytest.raises(ValueError, match="one t per point"):
+        lerp(a, b, torch.zeros(3))
+
+
+def test_factor_space_round_trip():
+    space = FactorSpace()
+    factors = space.world.sample_factors(20, seed=1)
+    back = space.factors_of(space.points_of(factors))
+    for f in (*FACTORS, "jitter"):
+        np.testing.assert_allclose(getattr(back, f), getattr(factors, f), atol=1e-6)
+    assert space.decode(space.sample(4)).shape == (4, 64, 64, 3)
+
+
+def test_space_without_encoder_says_so():
+    space = constant_space(World(64))
+    with pytest.raises(NotImplementedError, match="no encoder"):
+        space.encode(np.zeros((1, 64, 64, 3), np.uint8))
+
+
+def test_tables(oracle_world):
+    oracle, world = oracle_world
+    results = [relevance(constant_space(world), oracle, n=50), relevance(FactorSpace(world), oracle, n=50)]
+    assert list(as_table(results).columns) == ["value", "95% interval", "verdict"]
+    grid = verdict_grid(results)
+    assert grid.loc["ignores its input", "relevance"] == "X"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The same known answers with the real probes
+
+
+needs_probes = pytest.mark.skipif(
+    not (data_dir() / "probes" / "probes.safetensors").exists(), reason="probe weights not in data/probes"
+)
+
+
+@pytest.fixture(scope="module")
+def probes():
+    from latentkit.probes import load_probes
+
+    return load_probes("cpu")
+
+
+@needs_probes
+def test_real_probes_world_factor_space(probes):
+    results = {r.property: r for r in measure_all(FactorSpace(), probes, seed=0, n=300)}
+    assert results["density"].value > 0.9, results["density"]
+    for r in results.values():
+        assert r.verdict == "V", r
+
+
+@needs_probes
+def test_real_probes_ignoring_and_scrambling_decoders(probes):
+    world = World(64)
+    assert relevance(constant_space(world), probes, n=200).value < 0.05
+    scrambled = scrambled_space(world)
+    assert organization(scrambled, probes, n=300, n_pairs=100).value < 0.15
+    assert smoothness(scrambled, probes, n=100).value < 0.05
