@@ -1,0 +1,57 @@
+"""``python -m latentkit.recipes all|RECIPE [--steps N] [--device D] [--fresh]``.
+
+Recipes, in the order ``all`` runs them: ``probes`` (every quality report needs them), the organisms of
+Sec. 2 (``autoencoder``, ``vae``, ``gan``), then the miniature Stable Diffusion's parts, each needing the
+ones before it: ``clip`` (text encoder), ``sd_vae`` (its AutoencoderKL), ``unet`` (trains the U-Net, then
+assembles and exports the pipeline). ``all`` skips a recipe whose weights are already exported (when the
+recipe can tell, via ``is_exported()``), unless ``--fresh``. An interrupted recipe resumes from its
+checkpoint in the cache (``LATENTKIT_CACHE``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import time
+
+ORDER = tuple(
+    name
+    for name in ("probes", "autoencoder", "vae", "gan", "clip", "sd_vae", "unet")
+    if importlib.util.find_spec(f"latentkit.recipes.{name}") is not None
+)
+
+
+def _run(name: str, steps: int | None, device: str, fresh: bool) -> None:
+    module = importlib.import_module(f"latentkit.recipes.{name}")
+    kwargs = {"device": device, "fresh": fresh}
+    if steps is not None:
+        kwargs["steps"] = steps
+    t0 = time.time()
+    module.main(**kwargs)
+    print(f"[{name}] done in {time.time() - t0:.0f} s")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m latentkit.recipes", description=__doc__)
+    parser.add_argument("recipe", choices=("all", *ORDER), help="what to train")
+    parser.add_argument("--steps", type=int, default=None, help="total steps (default: the recipe's)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 ...")
+    parser.add_argument("--fresh", action="store_true", help="ignore checkpoints and exports")
+    args = parser.parse_args(argv)
+    if args.recipe != "all":
+        _run(args.recipe, args.steps, args.device, args.fresh)
+        return
+    if args.steps is not None:
+        parser.error("--steps applies to one recipe, not to 'all'")
+    for name in ORDER:
+        module = importlib.import_module(f"latentkit.recipes.{name}")
+        exported = getattr(module, "is_exported", lambda: False)()
+        if exported and not args.fresh:
+            print(f"[{name}] already exported, skipped (--fresh retrains it)")
+            continue
+        _run(name, None, args.device, args.fresh)
+
+
+if __name__ == "__main__":
+    main()

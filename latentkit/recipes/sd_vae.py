@@ -1,0 +1,211 @@
+"""Train the diffusion organism's VAE: ``python -m latentkit.recipes sd_vae``.
+
+An ``AutoencoderKL`` as in latent diffusion (Rombach et al., 2022): 64x64x3 images <-> 16x16x4 latents,
+trained on reconstruction (L1 + MSE) with a tiny KL term (SD's 1e-6) that keeps the posterior a
+distribution without forcing the latents towards N(0, 1). The object covers only 3-8% of an image, so a
+plain per-pixel loss first learns the background and blurs the object away (after 500 steps the probes
+read its shape from 23% of round trips); the reconstruction error is therefore weighted
+``1 + OBJECT_WEIGHT`` on the (slightly dilated) object mask, which the world renders for free. SD's VAE
+gets the same push from its perceptual and adversarial losses.
+
+Then, as for SD's improved "ft-MSE" VAE, the decoder alone is fine-tuned with the encoder frozen: the
+latent space the U-Net learns stays exactly the same, only the drawing of small objects gets sharper
+(after the first stage the probes still misread the shape in a quarter of round trips). The
+fine-tuning can run while the U-Net trains. Afterwards ``scaling_factor`` is set to
+1 / std of the latents, as SD's 0.18215 was, so the U-Net sees unit-variance latents.
+
+(Not to be confused with :mod:`latentkit.recipes.vae`, the beta-VAE organism of Sec. 2.) The exported
+VAE (fp32, cache) is read by the U-Net recipe and ends up in ``data/tiny-sd/vae/``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from latentkit.recipes import common
+
+NAME = "tiny_sd_vae"
+STEPS = 1100
+BATCH = 16
+LR = 1e-3
+KL_WEIGHT = 1e-6
+OBJECT_WEIGHT = 20.0
+DECODER_NAME = "tiny_sd_vae_decoder"
+DECODER_STEPS = 3000
+DECODER_LR = 5e-4
+SEED = 1
+
+
+def parts_dir():
+    """``<cache>/tiny-sd-parts``: trained parts (fp32) before they are assembled into the pipeline."""
+    from latentkit.paths import cache_dir
+
+    return cache_dir() / "tiny-sd-parts"
+
+
+@torch.no_grad()
+def measure_scaling_factor(vae, n: int = 2048, seed: int = 20_000_003, device="cpu") -> float:
+    """1 / std of the latent means of ``n`` training images (SD's ``scaling_factor``)."""
+    from latentkit.models.tiny_sd import images_to_tensor
+    from latentkit.world import World
+
+    images = World(64).sample(n, seed=seed, split="train").images
+    z = torch.cat(
+        [
+            vae.encode(images_to_tensor(images[i : i + 256]).to(device)).latent_dist.mean.cpu()
+            for i in range(0, n, 256)
+        ]
+    )
+    return float(1.0 / z.std())
+
+
+def psnr(vae, n: int = 256, seed: int = 30_000_001, split: str = "all") -> float:
+    """Mean PSNR (dB) of the round trip image -> latent mean -> image on ``n`` fresh images."""
+    from latentkit.models.tiny_sd import vae_round_trip
+    from latentkit.world import World
+
+    images = World(64).sample(n, seed=seed, split=split).images
+    recon = vae_round_trip(vae, images)
+    mse = ((recon.astype(np.float64) - images) ** 2).reshape(n, -1).mean(1)
+    return float(np.mean(10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))))
+
+
+def train(steps: int = STEPS, device: str = "auto", fresh: bool = False, batch_size: int = BATCH):
+    """Train (or resume) the VAE for ``steps`` steps in total; returns it (eval mode)."""
+    from latentkit import resolve_device, seed_everything
+    from latentkit.models.tiny_sd import build_vae, images_to_tensor
+    from latentkit.world import World
+
+    common.set_threads()
+    device = resolve_device(device)
+    seed_everything(SEED)
+    if fresh:
+        common.clear_checkpoint(NAME)
+    vae = build_vae().to(device)
+    opt = torch.optim.AdamW(vae.parameters(), lr=LR, weight_decay=0.0)
+    start = common.load_checkpoint(NAME, model=vae, opt=opt)
+    world = World(64)
+    vae.train()
+    t0, bar = time.time(), tqdm(range(start, steps), initial=start, total=steps, desc="sd_vae")
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = LR * common.warmup_cosine(step, steps, warmup=100)
+        batch = world.sample(batch_size, seed=SEED * 1_000_003 + step, split="train", masks=True)
+        x = images_to_tensor(batch.images).to(device)  # (B, 3, 64, 64) in [-1, 1]
+        posterior = vae.encode(x).latent_dist  # (B, 4, 16, 16) mean and log-variance
+        recon = vae.decode(posterior.sample()).sample  # (B, 3, 64, 64)
+        rec = _weighted_error(recon, x, batch.masks)
+        loss = rec + KL_WEIGHT * posterior.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        bar.set_postfix(rec=f"{rec.item():.4f}")
+        if (step + 1) % 250 == 0 or step + 1 == steps:
+            common.save_checkpoint(NAME, step + 1, model=vae, opt=opt)
+    vae.eval()
+    if steps > start:
+        print(f"sd_vae: {steps - start} steps in {time.time() - t0:.0f} s; PSNR {psnr(vae):.1f} dB")
+    return vae
+
+
+def _weighted_error(recon: torch.Tensor, x: torch.Tensor, masks) -> torch.Tensor:
+    """L1 + MSE, each pixel weighted ``1 + OBJECT_WEIGHT`` on the dilated object mask."""
+    mask = torch.from_numpy(masks)[:, None].to(x.device)  # (B, 1, 64, 64) coverage in [0, 1]
+    weight = 1 + OBJECT_WEIGHT * F.max_pool2d(mask, 5, stride=1, padding=2)  # edges count too
+    err = recon - x
+    return (weight * (err.abs() + err.pow(2))).mean() / weight.mean()
+
+
+def finetune_decoder(
+    steps: int = DECODER_STEPS, device: str = "auto", fresh: bool = False, batch_size: int = BATCH
+):
+    """Fine-tune the decoder of the exported VAE with its encoder frozen; returns the VAE (eval)."""
+    from latentkit import resolve_device, seed_everything
+    from latentkit.models.tiny_sd import images_to_tensor
+    from latentkit.world import World
+
+    common.set_threads()
+    device = resolve_device(device)
+    seed_everything(SEED + 1)
+    if fresh:
+        common.clear_checkpoint(DECODER_NAME)
+    vae = load_trained(device)
+    vae.encoder.requires_grad_(False)
+    vae.quant_conv.requires_grad_(False)
+    params = [p for p in vae.parameters() if p.requires_grad]  # decoder and post_quant_conv
+    opt = torch.optim.AdamW(params, lr=DECODER_LR, weight_decay=0.0)
+    start = common.load_checkpoint(DECODER_NAME, model=vae, opt=opt)
+    world = World(64)
+    vae.decoder.train()
+    t0 = time.time()
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc="sd_vae decoder")
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = DECODER_LR * common.warmup_cosine(step, steps, warmup=50)
+        seed = (SEED + 1) * 1_000_003 + step
+        batch = world.sample(batch_size, seed=seed, split="train", masks=True)
+        x = images_to_tensor(batch.images).to(device)  # (B, 3, 64, 64)
+        with torch.no_grad():
+            z = vae.encode(x).latent_dist.sample()  # (B, 4, 16, 16), the frozen latent space
+        rec = _weighted_error(vae.decode(z).sample, x, batch.masks)
+        opt.zero_grad(set_to_none=True)
+        rec.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        bar.set_postfix(rec=f"{rec.item():.4f}")
+        if (step + 1) % 250 == 0 or step + 1 == steps:
+            common.save_checkpoint(DECODER_NAME, step + 1, model=vae, opt=opt)
+    vae.eval()
+    if steps > start:
+        print(f"sd_vae decoder: {steps - start} steps in {time.time() - t0:.0f} s; PSNR {psnr(vae):.1f} dB")
+    return vae
+
+
+def export(vae=None, measure: bool = True):
+    """Set ``scaling_factor`` from the data and save the VAE (fp32) for the U-Net recipe.
+
+    ``measure=False`` keeps the VAE's scaling factor (after the decoder fine-tuning: same encoder)."""
+    from latentkit.models.tiny_sd import build_vae
+
+    if vae is None:
+        vae = build_vae()
+        if not common.load_checkpoint(NAME, model=vae):
+            raise FileNotFoundError("no VAE checkpoint: run `python -m latentkit.recipes sd_vae`")
+    vae = vae.float().eval()
+    scale = measure_scaling_factor(vae, device=vae.device) if measure else vae.config.scaling_factor
+    vae.register_to_config(scaling_factor=scale)
+    path = parts_dir() / "vae"
+    vae.save_pretrained(path, safe_serialization=True)
+    print(f"sd_vae: scaling_factor {scale:.4f}; saved to {path}")
+    return path
+
+
+def load_trained(device: str = "cpu"):
+    """The trained VAE saved by :func:`export` (fp32, eval mode)."""
+    from diffusers import AutoencoderKL
+
+    path = parts_dir() / "vae"
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"{path} is missing: run `python -m latentkit.recipes sd_vae` first")
+    return AutoencoderKL.from_pretrained(path, local_files_only=True).to(device).eval()
+
+
+def is_exported() -> bool:
+    from latentkit.models.tiny_sd import SD_DIR
+    from latentkit.paths import data_dir
+
+    return (parts_dir() / "vae" / "config.json").exists() or (
+        data_dir() / SD_DIR / "vae" / "config.json"
+    ).exists()
+
+
+def main(steps: int = STEPS, device: str = "auto", fresh: bool = False):
+    """Both stages: train the whole VAE (``steps``), export, fine-tune the decoder, export again."""
+    export(train(steps=steps, device=device, fresh=fresh))
+    export(finetune_decoder(device=device, fresh=fresh), measure=False)

@@ -1,0 +1,225 @@
+"""Train the diffusion organism's U-Net, then assemble and export the pipeline:
+``python -m latentkit.recipes unet``.
+
+Needs the tiny CLIP (``clip``) and the VAE (``sd_vae``). What makes a small diffusion model learn fast on a
+CPU, all used here:
+
+- **precomputed inputs**: a fixed set of training images is encoded once by the VAE (mean and std of each
+  latent, a fresh latent is drawn from them every step, as SD's training does), and the frozen text
+  encoder's hidden states are computed once for every one of the world's 10,368 captions; a step is then
+  only the U-Net;
+- **v-prediction** (Salimans & Ho, 2022) with the min-SNR idea (Hang et al., 2023) in its v form: the
+  v-loss weights every noise level alike in terms of x0 error (SNR + 1), except that the nearly clean
+  steps (SNR > 5), which only polish texture, are capped at the weight of SNR = 5. Composition (what,
+  where, which colour) is decided at high noise, so that is where the few CPU steps go;
+- a high learning rate with warm-up and cosine decay, gradient clipping, and **EMA** weights for export;
+- **caption dropout** (10% of captions replaced by the empty prompt), for classifier-free guidance.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from latentkit.recipes import common
+
+NAME = "tiny_sd_unet"
+STEPS = 2400  # what the shipped organism got on a shared 2-core CPU; more helps
+BATCH = 32
+LR = 1e-3
+WARMUP = 200
+EMA_DECAY = 0.998
+CAPTION_DROPOUT = 0.1
+MIN_SNR_GAMMA = 5.0
+N_IMAGES = 12_000  # precomputed training images (split="train")
+SEED = 2
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Precompute: latents of a fixed image set, text states of every caption
+
+
+def combo_index(labels: dict[str, np.ndarray]) -> np.ndarray:
+    """Factor labels -> index of the caption among all the world's combinations (N,) int64."""
+    from latentkit.world import FACTORS
+
+    dims = tuple(len(v) for v in FACTORS.values())
+    return np.ravel_multi_index(tuple(labels[f] for f in FACTORS), dims)
+
+
+def all_captions() -> list[str]:
+    """Every caption of the grammar, in :func:`combo_index` order (10,368 of them)."""
+    import itertools
+
+    from latentkit.world import FACTORS, caption_of
+
+    names = list(FACTORS)
+    return [
+        caption_of(dict(zip(names, combo, strict=True))) for combo in itertools.product(*FACTORS.values())
+    ]
+
+
+def _precomputed_path():
+    from latentkit.recipes.sd_vae import parts_dir
+
+    return parts_dir() / f"precomputed_{N_IMAGES}.pt"
+
+
+def load_text_encoder(device: str = "cpu"):
+    """The trained tiny CLIP's text tower (``CLIPTextModel``, fp32, frozen)."""
+    from latentkit.models.tiny_sd import build_clip
+    from latentkit.recipes.clip import NAME as CLIP_NAME
+
+    clip = build_clip()
+    if not common.load_checkpoint(CLIP_NAME, model=clip):
+        raise FileNotFoundError("no tiny CLIP checkpoint: run `python -m latentkit.recipes clip`")
+    text = clip.text_model  # a CLIPTextModel with its own CLIPTextConfig (eos_token_id=3)
+    return text.to(device).eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def precompute(device: str = "cpu") -> dict:
+    """Encode :data:`N_IMAGES` training images and all captions once; cached in the cache dir.
+
+    Returns:
+        dict with ``mean``/``std`` (N, 4, 16, 16) fp16 latent posteriors (unscaled), ``combo`` (N,)
+        caption index of each image, ``text`` (10368, 20, 128) fp16 hidden states of every caption,
+        ``uncond`` (20, 128) hidden states of the empty prompt, ``scaling_factor``.
+    """
+    from latentkit.models.tiny_sd import encode_text, images_to_tensor
+    from latentkit.recipes.sd_vae import load_trained
+    from latentkit.tokenizer import world_tokenizer
+    from latentkit.world import World
+
+    path = _precomputed_path()
+    if path.exists():
+        return torch.load(path, weights_only=False)
+    vae, text = load_trained(device), load_text_encoder(device)
+    tokenizer = world_tokenizer()
+    world, chunk = World(64), 500
+    means, stds, combos = [], [], []
+    for i in tqdm(range(0, N_IMAGES, chunk), desc="precompute latents"):
+        batch = world.sample(chunk, seed=SEED * 1_000_003 + i, split="train")
+        dist = vae.encode(images_to_tensor(batch.images).to(device)).latent_dist
+        means.append(dist.mean.half().cpu())
+        stds.append(dist.std.half().cpu())
+        combos.append(torch.from_numpy(combo_index(batch.factors.labels())))
+    data = {
+        "mean": torch.cat(means),
+        "std": torch.cat(stds),
+        "combo": torch.cat(combos),
+        "text": encode_text(text, tokenizer, all_captions()).half(),
+        "uncond": encode_text(text, tokenizer, [""])[0].half(),
+        "scaling_factor": float(vae.config.scaling_factor),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(data, path)
+    return data
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training
+
+
+def min_snr_weight(scheduler, t: torch.Tensor, gamma: float = MIN_SNR_GAMMA) -> torch.Tensor:
+    """(B,) v-loss weight min(SNR + 1, gamma + 1) / (SNR + 1): 1 up to SNR = gamma, less above.
+
+    (The v-loss equals (SNR + 1) x the x0-loss; this caps that weight at gamma + 1.)
+    """
+    alpha_bar = scheduler.alphas_cumprod.to(t.device)[t]
+    snr = alpha_bar / (1 - alpha_bar)
+    return (gamma + 1) / (snr + 1).clamp(min=gamma + 1)
+
+
+def train(steps: int = STEPS, device: str = "auto", fresh: bool = False, batch_size: int = BATCH):
+    """Train (or resume) the U-Net for ``steps`` steps in total; returns the EMA U-Net."""
+    from latentkit import resolve_device, seed_everything
+    from latentkit.models.tiny_sd import build_scheduler, build_unet
+
+    common.set_threads()
+    device = resolve_device(device)
+    seed_everything(SEED)
+    if fresh:
+        common.clear_checkpoint(NAME)
+    data = precompute(device)
+    mean, std, combo = data["mean"], data["std"], data["combo"]
+    text, uncond, scale = data["text"], data["uncond"], data["scaling_factor"]
+    scheduler = build_scheduler("ddpm")
+    unet = build_unet().to(device)
+    ema = common.EMA(unet, decay=EMA_DECAY)
+    opt = torch.optim.AdamW(unet.parameters(), lr=LR, weight_decay=0.01)
+    start = common.load_checkpoint(NAME, model=unet, ema=ema, opt=opt)
+    unet.train()
+    t0, bar = time.time(), tqdm(range(start, steps), initial=start, total=steps, desc="unet")
+    losses = []
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = LR * common.warmup_cosine(step, steps, warmup=WARMUP)
+        gen = torch.Generator().manual_seed(SEED * 1_000_003 + step)  # a resumed run draws the same
+        idx = torch.randint(0, len(mean), (batch_size,), generator=gen)
+        eps0 = torch.randn(mean[idx].shape, generator=gen)
+        x0 = (mean[idx].float() + std[idx].float() * eps0) * scale  # (B, 4, 16, 16), ~unit variance
+        cond = text[combo[idx]].float()  # (B, 20, 128)
+        drop = torch.rand(batch_size, generator=gen) < CAPTION_DROPOUT
+        cond[drop] = uncond.float()
+        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (batch_size,), generator=gen)
+        x_t = scheduler.add_noise(x0, noise, t)  # q_sample
+        v = scheduler.get_velocity(x0, noise, t)  # target: sqrt(a) * noise - sqrt(1 - a) * x0
+        x_t, cond, v, t = x_t.to(device), cond.to(device), v.to(device), t.to(device)
+        pred = unet(x_t, t, encoder_hidden_states=cond).sample  # (B, 4, 16, 16)
+        per_sample = (pred - v).pow(2).mean(dim=(1, 2, 3))
+        loss = (min_snr_weight(scheduler, t) * per_sample).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        ema.update(unet, step)
+        losses.append(loss.item())
+        if (step + 1) % 50 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        if (step + 1) % 200 == 0 or step + 1 == steps:
+            common.save_checkpoint(NAME, step + 1, model=unet, ema=ema, opt=opt)
+            print(
+                f"\nunet step {step + 1}: loss(last 200) {np.mean(losses[-200:]):.4f}, "
+                f"{(time.time() - t0) / (step + 1 - start):.3f} s/step",
+                flush=True,
+            )
+    return ema.model.eval()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Assemble and export
+
+
+def export(unet=None, path=None):
+    """Assemble CLIP text tower + VAE + EMA U-Net + DDIM into a ``StableDiffusionPipeline`` and save it
+    (fp16) to ``data/tiny-sd/``. Without ``unet``, the EMA weights of the latest checkpoint are used, so
+    this also exports an intermediate model while training goes on."""
+    from latentkit.models.tiny_sd import assemble, build_unet, save_organism
+    from latentkit.recipes.sd_vae import load_trained
+
+    if unet is None:
+        unet = build_unet()
+        ema = common.EMA(unet)
+        step = common.load_checkpoint(NAME, ema=ema)
+        if not step:
+            raise FileNotFoundError("no U-Net checkpoint: run `python -m latentkit.recipes unet`")
+        unet = ema.model
+        print(f"unet: exporting the EMA weights of step {step}")
+    pipe = assemble(load_text_encoder(), load_trained(), unet.float().eval())
+    return save_organism(pipe, path)
+
+
+def is_exported() -> bool:
+    from latentkit.models.tiny_sd import SD_DIR
+    from latentkit.paths import data_dir
+
+    return (data_dir() / SD_DIR / "model_index.json").exists()
+
+
+def main(steps: int = STEPS, device: str = "auto", fresh: bool = False):
+    export(train(steps=steps, device=device, fresh=fresh))
