@@ -9,7 +9,7 @@ Prints, for one pipeline and every layer of it:
 
 Usage::
 
-    python benchmarks/bench_injection.py                      # tiny SD 1.x, CPU
+    python benchmarks/bench_injection.py                      # the organism (data/tiny-sd), else tiny SD 1.x
     python benchmarks/bench_injection.py --pipeline sdxl      # any tiny build of latentkit.tiny
     python benchmarks/bench_injection.py --pipeline organism  # the trained tiny Stable Diffusion
 
@@ -75,33 +75,59 @@ def run(
     return timings
 
 
-def _organism() -> tuple[Callable[[], Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
-    from latentkit.models.tiny_sd import load_organism
+def organism_exported() -> bool:
+    """Whether the trained organism is in ``data/tiny-sd/`` (the benchmark's default pipeline then)."""
+    from latentkit.models.tiny_sd import SD_DIR
+    from latentkit.paths import data_dir
+
+    return (data_dir() / SD_DIR / "model_index.json").exists()
+
+
+def _organism(device: str) -> tuple[Callable[[], Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The organism at its own generation settings (25 DDIM steps, guidance 4), with two world captions."""
+    from latentkit.models.tiny_sd import DEFAULTS, load_organism
 
     original, edit = tiny.example_pair("sd1")
-    return load_organism, original, edit, {"num_inference_steps": 20, "guidance_scale": 3.0}
+    return lambda: load_organism(device), original, edit, dict(DEFAULTS)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pipeline", default="sd1", help=f"'organism' or one of {list(tiny.BUILDERS)}")
-    parser.add_argument("--steps", type=int, default=20, help="denoising steps (tiny builds)")
+    parser.add_argument(
+        "--pipeline",
+        default=None,
+        help=f"'organism' or one of {list(tiny.BUILDERS)} (default: 'organism' if exported, else 'sd1')",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="denoising steps (default: 20 on tiny builds, 25 on the organism)",
+    )
+    parser.add_argument("--device", default="cpu", help="the organism's device: cpu, auto, cuda ...")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.pipeline is None:
+        args.pipeline = "organism" if organism_exported() else "sd1"
 
     if args.pipeline == "organism":
-        load, original, edit, pipe_kwargs = _organism()
+        load, original, edit, pipe_kwargs = _organism(args.device)
+        pipe_kwargs["num_inference_steps"] = args.steps or pipe_kwargs["num_inference_steps"]
     else:
         original, edit = tiny.example_pair(args.pipeline)
-        pipe_kwargs = tiny.call_kwargs(args.pipeline, num_inference_steps=args.steps)
+        pipe_kwargs = tiny.call_kwargs(args.pipeline, num_inference_steps=args.steps or 20)
 
         def load() -> Any:
             return tiny.build(args.pipeline)
 
     t = run(load, original, edit, pipe_kwargs, args.repeats)
-    print(f"pipeline: {args.pipeline}, {t['layers']} layers -> batch {t['layers'] + 2} rows")
+    print(
+        f"pipeline: {args.pipeline}, {t['layers']} layers -> batch {t['layers'] + 2} rows, "
+        f"{pipe_kwargs['num_inference_steps']} steps, guidance {pipe_kwargs['guidance_scale']}, "
+        f"{args.threads} thread(s)"
+    )
     print(f"plain generation, same batch: {t['plain']:.3f} s")
     print(
         f"one-pass sweep:               {t['sweep']:.3f} s   ratio {t['sweep / plain']:.3f} (target <= 1.15)"
