@@ -25,9 +25,11 @@ def test_notebook_habits(path):
 
     # papermill must see every assignment of the parameters cell (it skips lines it cannot parse,
     # e.g. a comment holding '=' or '>=').
-    assigned = {
-        t.id for node in ast.parse(first.source).body if isinstance(node, ast.Assign) for t in node.targets
-    }
+    assigns = [node for node in ast.parse(first.source).body if isinstance(node, ast.Assign)]
+    assert all(isinstance(t, ast.Name) for node in assigns for t in node.targets), (
+        "assign one parameter per line: papermill cannot parse `a, b = ...`"
+    )
+    assigned = {t.id for node in assigns for t in node.targets}
     seen = {p.name for p in PythonTranslator.inspect(first)}
     assert seen == assigned, f"papermill cannot parse parameters {sorted(assigned - seen)}"
     assert "device" in assigned and "seed" in assigned
