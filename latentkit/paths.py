@@ -46,3 +46,51 @@ def shipped(*parts: str) -> Path:
             "point LATENTKIT_DATA elsewhere, retrain it with `make weights`."
         )
     return path
+
+
+def save_weights(folder: str, filename: str, module, config: dict) -> Path:
+    """Export a trained model to ``data/<folder>/``: ``<filename>`` (fp16 safetensors) and ``config.json``.
+
+    Args:
+        folder: the organism's folder under :func:`data_dir`, e.g. ``"autoencoder"``.
+        filename: the weights file, e.g. ``"autoencoder.safetensors"``.
+        module: the trained ``torch.nn.Module``.
+        config: what its loader needs to rebuild it, plus provenance (steps, recipe, ...).
+
+    Returns:
+        The folder written.
+    """
+    import json
+
+    from safetensors.torch import save_file
+
+    out = data_dir() / folder
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().half().contiguous() for k, v in module.state_dict().items()}
+    save_file(state, str(out / filename))
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return out
+
+
+def load_weights(folder: str, filename: str, recipe: str) -> tuple[dict, dict]:
+    """The state dict (fp32) and config of a shipped model written by :func:`save_weights`.
+
+    Args:
+        folder: the organism's folder under :func:`data_dir`.
+        filename: the weights file in it.
+        recipe: the recipe that rebuilds it, named in the error when the files are missing.
+    """
+    import json
+
+    from safetensors.torch import load_file
+
+    where = data_dir() / folder
+    weights, config = where / filename, where / "config.json"
+    if not weights.exists() or not config.exists():
+        raise FileNotFoundError(
+            f"no {folder} weights in {where} (expected {filename} and config.json). They ship with the "
+            f"repository; to rebuild them run `python -m latentkit.recipes {recipe}`, or point "
+            "LATENTKIT_DATA at a folder that has them."
+        )
+    state = {k: v.float() for k, v in load_file(str(weights)).items()}
+    return state, json.loads(config.read_text())

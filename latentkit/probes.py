@@ -24,7 +24,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latentkit.paths import shipped
+from latentkit.paths import load_weights
 from latentkit.world import FACTORS, Factors, World
 
 #: Factors the network classifies directly; ``position`` comes from the centroid instead.
@@ -333,14 +332,11 @@ def load_probes(device: str = "cpu") -> Probes:
     Args:
         device: a torch device string or ``"auto"``.
     """
-    from safetensors.torch import load_file
-
     from latentkit import resolve_device
 
-    config = json.loads(shipped("probes", "config.json").read_text())
+    state, config = load_weights("probes", "probes.safetensors", recipe="probes")
     net = ProbeNet(width=config["width"])
-    state = load_file(str(shipped("probes", "probes.safetensors")))
-    net.load_state_dict({k: v.float() for k, v in state.items()})
+    net.load_state_dict(state)
     return Probes(net, device=resolve_device(device))
 
 

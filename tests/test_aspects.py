@@ -13,14 +13,6 @@ from latentkit.probes import load_probes
 from latentkit.world import ASPECTS, FACTORS, HELD_OUT, Factors, World, parse_caption
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def probes():
     return load_probes("cpu")

@@ -5,18 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from latentkit import injection, layers, tiny
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 _PIPES: dict[str, object] = {}
 
@@ -26,25 +16,6 @@ def pipe_of(arch: str):
     if arch not in _PIPES:
         _PIPES[arch] = tiny.build(arch)
     return _PIPES[arch]
-
-
-def hooks_left(pipe) -> list[str]:
-    """Modules of any component of ``pipe`` that still carry a hook of latentkit's.
-
-    (transformers 5 installs hooks of its own on text encoders, to capture hidden states; the
-    denoiser must carry no hook at all.)
-    """
-    left = []
-    for component, module in pipe.components.items():
-        if not isinstance(module, nn.Module):
-            continue
-        for path, sub in module.named_modules():
-            hooks = [*sub._forward_hooks.values(), *sub._forward_pre_hooks.values()]
-            if component in ("unet", "transformer") and hooks:
-                left.append(f"{component}.{path}")
-            elif any(getattr(h, "__module__", "").startswith("latentkit") for h in hooks):
-                left.append(f"{component}.{path}")
-    return left
 
 
 def assert_same_run(fast: injection.SweepResult, slow: injection.SweepResult, atol: float = 1e-4):
@@ -58,7 +29,7 @@ def assert_same_run(fast: injection.SweepResult, slow: injection.SweepResult, at
 
 @pytest.mark.parametrize("arch", ["sd1", "sdxl", "sd3", "flux", "sd2", "kandinsky22", "pixart"])
 @pytest.mark.parametrize("guidance_scale", [1.0, 3.0], ids=["cfg_off", "cfg_on"])
-def test_one_pass_sweep_matches_the_slow_reference(arch, guidance_scale):
+def test_one_pass_sweep_matches_the_slow_reference(arch, guidance_scale, hooks_left):
     pipe = pipe_of(arch)
     original, edit = tiny.example_pair(arch)
     kwargs = tiny.call_kwargs(arch, num_inference_steps=3, guidance_scale=guidance_scale)
@@ -118,7 +89,7 @@ def test_timestep_window_in_scheduler_units():
 
 
 @pytest.mark.parametrize("arch", ["sd1", "kandinsky22", "flux", "pixart"])
-def test_what_must_change_nothing_changes_nothing(arch):
+def test_what_must_change_nothing_changes_nothing(arch, hooks_left):
     pipe = pipe_of(arch)
     original, edit = tiny.example_pair(arch)
     kwargs = tiny.call_kwargs(arch, num_inference_steps=2)
@@ -171,7 +142,7 @@ def test_bad_input_is_refused_clearly():
         injection.sweep(object(), original, edit, **kwargs)
 
 
-def test_no_hook_is_left_when_the_run_raises():
+def test_no_hook_is_left_when_the_run_raises(hooks_left):
     pipe = pipe_of("sd1")
     original, edit = tiny.example_pair("sd1")
     kwargs = tiny.call_kwargs("sd1", num_inference_steps=2)  # DDIM, 2 steps: [501, 1]

@@ -10,14 +10,6 @@ from torch import nn
 from latentkit import layers, tiny
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def sd1():
     return tiny.build("sd1")
@@ -26,25 +18,6 @@ def sd1():
 @pytest.fixture(scope="module")
 def flux():
     return tiny.build("flux")
-
-
-def hooks_left(pipe) -> list[str]:
-    """Modules of any component of ``pipe`` that still carry a hook of latentkit's.
-
-    (transformers 5 installs hooks of its own on text encoders, to capture hidden states; the
-    denoiser must carry no hook at all.)
-    """
-    left = []
-    for component, module in pipe.components.items():
-        if not isinstance(module, nn.Module):
-            continue
-        for path, sub in module.named_modules():
-            hooks = [*sub._forward_hooks.values(), *sub._forward_pre_hooks.values()]
-            if component in ("unet", "transformer") and hooks:
-                left.append(f"{component}.{path}")
-            elif any(getattr(h, "__module__", "").startswith("latentkit") for h in hooks):
-                left.append(f"{component}.{path}")
-    return left
 
 
 def test_unet_layers_are_module_paths_in_depth_order(sd1):
@@ -102,7 +75,7 @@ def test_flux_groups_double_then_single(flux):
     assert all(layer.shape == (64, 32) for layer in found)  # 8 x 8 image tokens, width 32
 
 
-def test_unknown_layer_lists_closest_names(sd1):
+def test_unknown_layer_lists_closest_names(sd1, hooks_left):
     with pytest.raises(ValueError, match=r"closest valid names: \['unet.mid_block.resnets.1'"):
         layers.resolve(sd1, "unet.mid_block.resnet.1")
     with pytest.raises(ValueError, match="unknown layer"):
@@ -126,7 +99,7 @@ def test_unrecognised_denoiser_names_supported_ones():
         layers.find_denoiser(object())
 
 
-def test_patch_changes_output_and_no_hook_is_left_after_a_raise(sd1):
+def test_patch_changes_output_and_no_hook_is_left_after_a_raise(sd1, hooks_left):
     kwargs = dict(num_inference_steps=1, height=32, width=32, guidance_scale=1.0, output_type="np")
     plain = sd1("a red star", generator=torch.Generator().manual_seed(0), **kwargs).images
     with layers.patched(sd1, {"unet.mid_block.resnets.1": lambda act, name: act * 0}):
@@ -145,7 +118,7 @@ def test_patch_changes_output_and_no_hook_is_left_after_a_raise(sd1):
     assert abs(plain - again).max() == 0
 
 
-def test_a_patch_of_the_wrong_shape_is_refused(sd1):
+def test_a_patch_of_the_wrong_shape_is_refused(sd1, hooks_left):
     with pytest.raises(ValueError, match=r"returned shape \(1, 32, 8\)"):
         with layers.patched(sd1, {"unet.mid_block.resnets.1": lambda act, name: act[:, :, 0]}):
             sd1("a red star", num_inference_steps=1, height=32, width=32, guidance_scale=1.0)

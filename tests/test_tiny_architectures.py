@@ -16,14 +16,6 @@ ARCHS = list(tiny.BUILDERS)
 UNETS = {"sd1", "sd2", "sdxl", "kandinsky22"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_the_seven_architectures_of_the_paper_are_there():
     assert ARCHS == ["sd1", "sd2", "sdxl", "kandinsky22", "sd3", "flux", "pixart"]
     with pytest.raises(ValueError, match="tiny builds exist for"):

@@ -20,12 +20,10 @@ Example::
 
 from __future__ import annotations
 
-import json
-
 import torch
 from torch import nn
 
-from latentkit.paths import data_dir
+from latentkit.paths import load_weights
 
 
 def _down(cin: int, cout: int) -> nn.Sequential:
@@ -95,21 +93,11 @@ def load_autoencoder(device: str = "cpu") -> Autoencoder:
     Args:
         device: a torch device string or ``"auto"``.
     """
-    from safetensors.torch import load_file
-
     from latentkit import resolve_device
 
-    folder = data_dir() / "autoencoder"
-    weights, config = folder / "autoencoder.safetensors", folder / "config.json"
-    if not weights.exists() or not config.exists():
-        raise FileNotFoundError(
-            f"no autoencoder weights in {folder} (expected autoencoder.safetensors and config.json). "
-            "They ship with the repository; to rebuild them run `python -m latentkit.recipes autoencoder` "
-            "(about 15 minutes on one CPU core), or point LATENTKIT_DATA at a folder that has them."
-        )
-    cfg = json.loads(config.read_text())
+    state, cfg = load_weights("autoencoder", "autoencoder.safetensors", recipe="autoencoder")
     model = Autoencoder(latent_dim=cfg["latent_dim"], width=cfg["width"])
-    model.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
+    model.load_state_dict(state)
     return model.to(resolve_device(device)).eval()
 
 

@@ -8,7 +8,6 @@ fresh images: the autoencoder's sampling distribution (see :mod:`latentkit.model
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
@@ -18,7 +17,7 @@ from tqdm.auto import tqdm
 
 from latentkit import resolve_device
 from latentkit.models.autoencoder import Autoencoder
-from latentkit.paths import data_dir
+from latentkit.paths import data_dir, save_weights
 from latentkit.recipes.common import (
     clear_checkpoint,
     load_checkpoint,
@@ -93,12 +92,6 @@ def reconstruction_mse(model: Autoencoder, n: int = 1024, seed: int = 2) -> floa
 
 def export(model: Autoencoder, steps: int, seconds: float) -> None:
     """Write ``data/autoencoder/autoencoder.safetensors`` (fp16) and its ``config.json``."""
-    from safetensors.torch import save_file
-
-    out = data_dir() / NAME
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(out / "autoencoder.safetensors"))
     config = {
         **model.config(),
         "image_size": 64,
@@ -107,7 +100,7 @@ def export(model: Autoencoder, steps: int, seconds: float) -> None:
         "heldout_mse": round(reconstruction_mse(model), 5),
         "recipe": __name__,
     }
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    save_weights(NAME, "autoencoder.safetensors", model, config)
 
 
 def is_exported() -> bool:

@@ -6,15 +6,13 @@ run sees exactly the images an uninterrupted one would have seen.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from latentkit import resolve_device
-from latentkit.paths import data_dir
+from latentkit.paths import data_dir, save_weights
 from latentkit.probes import CLASSIFIED, ProbeNet, degrade, mask_centroid
 from latentkit.recipes.common import (
     clear_checkpoint,
@@ -89,14 +87,8 @@ def train(
 
 def export(net: ProbeNet, steps: int) -> None:
     """Write ``data/probes/probes.safetensors`` (fp16) and its ``config.json``."""
-    from safetensors.torch import save_file
-
-    out = data_dir() / "probes"
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().half().contiguous() for k, v in net.state_dict().items()}
-    save_file(state, str(out / "probes.safetensors"))
     config = {"width": WIDTH, "image_size": 64, "trained_steps": steps, "recipe": __name__}
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    save_weights("probes", "probes.safetensors", net, config)
 
 
 def is_exported() -> bool:

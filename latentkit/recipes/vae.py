@@ -10,7 +10,6 @@ images an uninterrupted one would have seen.
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
@@ -19,7 +18,7 @@ from tqdm.auto import tqdm
 
 from latentkit import resolve_device
 from latentkit.models.vae import VAE
-from latentkit.paths import data_dir
+from latentkit.paths import data_dir, save_weights
 from latentkit.recipes.autoencoder import images_tensor
 from latentkit.recipes.common import (
     clear_checkpoint,
@@ -77,12 +76,6 @@ def train(
 
 def export(model: VAE, steps: int, seconds: float, losses: dict[str, float]) -> None:
     """Write ``data/vae/vae.safetensors`` (fp16) and its ``config.json``."""
-    from safetensors.torch import save_file
-
-    out = data_dir() / NAME
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(out / "vae.safetensors"))
     config = {
         **model.config(),
         "image_size": 64,
@@ -91,7 +84,7 @@ def export(model: VAE, steps: int, seconds: float, losses: dict[str, float]) -> 
         "last_batch_losses": {k: round(v, 2) for k, v in losses.items()},
         "recipe": __name__,
     }
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    save_weights(NAME, "vae.safetensors", model, config)
 
 
 def is_exported() -> bool:

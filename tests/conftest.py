@@ -1,0 +1,38 @@
+"""Shared test fixtures: one torch thread per test (CI has two cores), and the no-hook-left check."""
+
+import pytest
+import torch
+from torch import nn
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _hooks_left(pipe) -> list[str]:
+    """Modules of any component of ``pipe`` that still carry a hook of latentkit's.
+
+    (transformers 5 installs hooks of its own on text encoders, to capture hidden states; the
+    denoiser must carry no hook at all.)
+    """
+    left = []
+    for component, module in pipe.components.items():
+        if not isinstance(module, nn.Module):
+            continue
+        for path, sub in module.named_modules():
+            hooks = [*sub._forward_hooks.values(), *sub._forward_pre_hooks.values()]
+            if component in ("unet", "transformer") and hooks:
+                left.append(f"{component}.{path}")
+            elif any(getattr(h, "__module__", "").startswith("latentkit") for h in hooks):
+                left.append(f"{component}.{path}")
+    return left
+
+
+@pytest.fixture
+def hooks_left():
+    """``hooks_left(pipe)``: the modules of ``pipe`` where a latentkit hook is still attached."""
+    return _hooks_left
