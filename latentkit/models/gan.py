@@ -23,14 +23,12 @@ Example::
 
 from __future__ import annotations
 
-import json
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from latentkit.paths import data_dir
+from latentkit.paths import load_weights
 
 
 class MappingNetwork(nn.Module):
@@ -158,23 +156,13 @@ def load_gan(device: str = "cpu") -> Generator:
     Args:
         device: a torch device string or ``"auto"``.
     """
-    from safetensors.torch import load_file
-
     from latentkit import resolve_device
 
-    folder = data_dir() / "gan"
-    weights, config = folder / "generator.safetensors", folder / "config.json"
-    if not weights.exists() or not config.exists():
-        raise FileNotFoundError(
-            f"no GAN weights in {folder} (expected generator.safetensors and config.json). They ship "
-            "with the repository; to rebuild them run `python -m latentkit.recipes gan` (about 15 "
-            "minutes on one CPU core), or point LATENTKIT_DATA at a folder that has them."
-        )
-    cfg = json.loads(config.read_text())
+    state, cfg = load_weights("gan", "generator.safetensors", recipe="gan")
     model = Generator(
         z_dim=cfg["z_dim"], w_dim=cfg["w_dim"], width=cfg["width"], mapping_layers=cfg["mapping_layers"]
     )
-    model.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
+    model.load_state_dict(state)
     return model.to(resolve_device(device)).eval()
 
 

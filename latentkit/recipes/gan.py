@@ -11,7 +11,6 @@ on one CPU core): notebook 02 measures how good the result is instead of assumin
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
@@ -21,7 +20,7 @@ from tqdm.auto import tqdm
 
 from latentkit import resolve_device
 from latentkit.models.gan import Discriminator, Generator
-from latentkit.paths import data_dir
+from latentkit.paths import data_dir, save_weights
 from latentkit.recipes.autoencoder import images_tensor
 from latentkit.recipes.common import EMA, clear_checkpoint, load_checkpoint, save_checkpoint, set_threads
 from latentkit.world import World
@@ -95,12 +94,6 @@ def measure_w_mean(gen: Generator, n: int = 8192, seed: int = 1) -> None:
 
 def export(gen: Generator, steps: int, seconds: float) -> None:
     """Write ``data/gan/generator.safetensors`` (fp16, EMA weights) and its ``config.json``."""
-    from safetensors.torch import save_file
-
-    out = data_dir() / NAME
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().half().contiguous() for k, v in gen.state_dict().items()}
-    save_file(state, str(out / "generator.safetensors"))
     config = {
         **gen.config(),
         "image_size": 64,
@@ -108,7 +101,7 @@ def export(gen: Generator, steps: int, seconds: float) -> None:
         "train_seconds": round(seconds),
         "recipe": __name__,
     }
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    save_weights(NAME, "generator.safetensors", gen, config)
 
 
 def is_exported() -> bool:
