@@ -87,5 +87,5 @@ clean: ## remove build outputs and caches (keeps the venv, data/ and figures/)
 	find . -path ./$(VENV) -prune -o -path ./.git -prune -o \
 		\( -name __pycache__ -o -name .ipynb_checkpoints \) -type d -print0 | xargs -0 -r rm -rf
 
-clean-all: clean ## clean, and also remove the venv (training checkpoints stay in $$LATENTKIT_CACHE)
+clean-all: clean ## clean, and also remove the venv (training checkpoints stay in the cache, LATENTKIT_CACHE)
 	rm -rf $(VENV)
