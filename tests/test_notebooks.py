@@ -38,3 +38,8 @@ def test_notebook_habits(path):
     assert any(c.source.startswith("# NBVAL_CHECK_OUTPUT") for c in cells), "a result cell is checked"
     assert all(c.get("outputs") or not c.source.strip() for c in cells[1:]), "commit notebooks executed"
     assert "papermill" not in nb.metadata, "commit the notebook run in place, not papermill's output copy"
+
+    # `latentkit notebooks --full` applies these larger settings: they must be parameters of the notebook
+    full = nb.metadata.get("latentkit", {}).get("full")
+    assert full, 'name the full-run settings in metadata["latentkit"]["full"] (see latentkit.notebooks)'
+    assert set(full) <= assigned, f"full-run settings that are not parameters: {sorted(set(full) - assigned)}"

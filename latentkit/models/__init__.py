@@ -11,3 +11,47 @@
 
 Submodules are imported on use, so ``import latentkit.models`` loads no model and no diffusers.
 """
+
+from typing import Any
+
+#: Names :func:`load_model` takes besides hub ids and folders: the organisms shipped in ``data/``.
+ORGANISMS = ("organism",)
+
+
+def load_model(model: str = "organism", device: str = "auto", **kwargs: Any):
+    """Any model latentkit can study, by one name: an organism, a hub id or a saved pipeline folder.
+
+    Args:
+        model: ``"organism"`` (the miniature SD of ``data/tiny-sd/``), a hub id of
+            :data:`latentkit.models.real.REGISTRY` (e.g. ``"CompVis/stable-diffusion-v1-4"``) or a folder.
+        device: ``"auto"`` or a torch device string.
+        **kwargs: passed to :func:`latentkit.models.real.load_pipeline` for real models.
+
+    Returns:
+        A :class:`latentkit.models.real.RealModel` (``.pipe``, ``.call_kwargs()``); ``.organism`` tells
+        whether the probes can read its images (the organisms draw the shapes world).
+
+    Raises:
+        latentkit.models.real.ModelNotAvailable: real weights that are not cached (the message says how
+            to download them).
+    """
+    from latentkit.models.real import Defaults, RealModel, load_pipeline
+
+    if model == "organism":
+        import torch
+
+        from latentkit.models import tiny_sd
+
+        pipe = tiny_sd.load_organism(device)
+        d = tiny_sd.DEFAULTS
+        defaults = Defaults(
+            "sd1",
+            "StableDiffusionPipeline",
+            d["num_inference_steps"],
+            d["guidance_scale"],
+            d["height"],
+            d["width"],
+            torch.float16,
+        )
+        return RealModel(pipe=pipe, source=model, reference=model, defaults=defaults)
+    return load_pipeline(model, device=device, **kwargs)

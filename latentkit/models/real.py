@@ -120,6 +120,13 @@ class RealModel:
     defaults: Defaults
 
     @property
+    def organism(self) -> bool:
+        """Whether this is one of latentkit's organisms, whose images the probes can read."""
+        from latentkit.models import ORGANISMS
+
+        return self.reference in ORGANISMS
+
+    @property
     def arch(self) -> str:
         """Family name, as in :mod:`latentkit.tiny`: sd1, sd2, sdxl, kandinsky22, sd3 or flux."""
         return self.defaults.arch
