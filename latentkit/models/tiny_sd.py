@@ -337,19 +337,32 @@ def load_clip(device: str = "auto", dtype: torch.dtype | None = None, path=None)
     return model.to(device).eval()
 
 
-def generate(pipe, prompts, seed: int = 0, **kwargs):
-    """Generate with the organism's :data:`DEFAULTS`; returns (N, 64, 64, 3) uint8 NumPy.
+def defaults_of(pipe) -> dict:
+    """The generation settings of the organism ``pipe`` is: :data:`DEFAULTS` for this U-Net organism,
+    :data:`latentkit.models.tiny_dit.DEFAULTS` for the transformer one (a ``StableDiffusion3Pipeline``)."""
+    if type(pipe).__name__ == "StableDiffusion3Pipeline":
+        from latentkit.models import tiny_dit
 
-    One ``torch.Generator`` seeded with ``seed`` draws every image's initial noise, so the same
-    prompts and seed give the same images.
+        return tiny_dit.DEFAULTS
+    return DEFAULTS
+
+
+def generate(pipe, prompts, seed: int = 0, **kwargs):
+    """Generate with the organism's defaults (:func:`defaults_of`); returns (N, 64, 64, 3) uint8 NumPy.
+
+    Works for both diffusion organisms (U-Net and transformer). One ``torch.Generator`` seeded with
+    ``seed`` draws every image's initial noise, so the same prompts and seed give the same images.
     """
     import numpy as np
 
+    from latentkit.layers import find_denoiser
+
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    settings = {**DEFAULTS, **kwargs}
+    settings = {**defaults_of(pipe), **kwargs}
     generator = torch.Generator("cpu").manual_seed(seed)
     shape = (len(prompts), LATENT_CHANNELS, settings["height"] // 4, settings["width"] // 4)
-    latents = torch.randn(shape, generator=generator).to(pipe.device, pipe.unet.dtype)
+    _, denoiser = find_denoiser(pipe)
+    latents = torch.randn(shape, generator=generator).to(pipe.device, denoiser.dtype)
     out = pipe(prompts, latents=latents, output_type="np", **settings).images  # (N, H, W, 3) in [0, 1]
     return np.clip(np.rint(out * 255), 0, 255).astype(np.uint8)
 
