@@ -169,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     nb.add_argument("notebook", nargs="*", help="names or numbers (default: all), e.g. 00 04_layer_injection")
     nb.add_argument("--out", default="runs/notebooks", help="output folder (default runs/notebooks)")
     nb.add_argument("--seeds", type=int, nargs="+", help="one run per seed")
-    nb.add_argument("--model", dest="models", nargs="+", help="organism, hub ids or folders (one run each)")
+    nb.add_argument(
+        "--model", dest="models", nargs="+", help="organism, organism-sd3, hub ids or folders (one run each)"
+    )
     nb.add_argument("--device", nargs="+", help="auto | cpu | cuda | cuda:1 ...")
     nb.add_argument("--full", action="store_true", help="the notebooks' full-size settings (for a GPU)")
     nb.add_argument("-p", "--param", action="append", default=[], help="NAME=VALUE, repeat for a grid")
@@ -184,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("pairs", nargs="?", help="CSV/TSV file with columns original,edit")
     sw.add_argument("--random-pairs", type=int, help="N shapes-world pairs differing in every factor")
     sw.add_argument("--pair-seed", type=int, default=0, help="seed of --random-pairs (default 0)")
-    sw.add_argument("--model", default="organism", help="organism (default), a hub id or a folder")
+    sw.add_argument(
+        "--model", default="organism", help="organism (default), organism-sd3, a hub id or a folder"
+    )
     sw.add_argument("--seeds", type=int, nargs="+", default=[0], help="noise seeds of O (default 0)")
     sw.add_argument("--layers", nargs="+", help="layer names (default: every layer)")
     sw.add_argument("--steps", type=int, help="denoising steps (default: the model's)")

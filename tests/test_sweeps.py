@@ -74,12 +74,11 @@ def test_organism_sweep_items_are_the_experiment_and_read_by_the_probes(tmp_path
     assert index[LAYERS[1]] == 3
 
 
-def test_real_architecture_folder_is_read_by_the_similarity_suite(tmp_path):
-    folder = tiny.save_tiny("sd1", tmp_path / "sd1")
+@pytest.mark.parametrize("arch", ["sd1", "sd3"])
+def test_real_architecture_folder_is_read_by_the_similarity_suite(arch, tmp_path):
+    folder = tiny.save_tiny(arch, tmp_path / arch)
     store = ResultStore(tmp_path / "run")
-    job = SweepJob(
-        model=str(folder), device="cpu", layers=["unet.mid_block"], settings={"num_inference_steps": 2}
-    )
+    job = SweepJob(model=str(folder), device="cpu", settings={"num_inference_steps": 2})  # every layer
     summary = run_batch(
         sweep_items([("a photo of a dog", "a painting of a cat")], [0]), job, store, progress=False
     )

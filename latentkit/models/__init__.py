@@ -6,6 +6,8 @@
 - :mod:`latentkit.models.tiny_sd`: a Stable Diffusion in miniature (``StableDiffusionPipeline`` with a
   tiny CLIP text encoder, an ``AutoencoderKL`` and a ``UNet2DConditionModel`` in SD's layout);
   ``load_organism()`` loads the shipped one from ``data/tiny-sd/``;
+- :mod:`latentkit.models.tiny_dit`: the same organism with a transformer denoiser (SD3's MMDiT in a
+  ``StableDiffusion3Pipeline``, same CLIP, VAE and world), from ``data/tiny-sd3/``;
 - :mod:`latentkit.models.real`: the paper's real pipelines (SD 1.4, 2.1, XL, Kandinsky 2.2, SD 3.5, Flux),
   ``load_pipeline(id_or_folder)``, offline first, with each model's sampling defaults.
 
@@ -15,14 +17,15 @@ Submodules are imported on use, so ``import latentkit.models`` loads no model an
 from typing import Any
 
 #: Names :func:`load_model` takes besides hub ids and folders: the organisms shipped in ``data/``.
-ORGANISMS = ("organism",)
+ORGANISMS = ("organism", "organism-sd3")
 
 
 def load_model(model: str = "organism", device: str = "auto", **kwargs: Any):
     """Any model latentkit can study, by one name: an organism, a hub id or a saved pipeline folder.
 
     Args:
-        model: ``"organism"`` (the miniature SD of ``data/tiny-sd/``), a hub id of
+        model: ``"organism"`` (the miniature SD of ``data/tiny-sd/``), ``"organism-sd3"`` (the transformer
+            organism of ``data/tiny-sd3/``), a hub id of
             :data:`latentkit.models.real.REGISTRY` (e.g. ``"CompVis/stable-diffusion-v1-4"``) or a folder.
         device: ``"auto"`` or a torch device string.
         **kwargs: passed to :func:`latentkit.models.real.load_pipeline` for real models.
@@ -37,21 +40,17 @@ def load_model(model: str = "organism", device: str = "auto", **kwargs: Any):
     """
     from latentkit.models.real import Defaults, RealModel, load_pipeline
 
-    if model == "organism":
+    if model in ORGANISMS:
         import torch
 
-        from latentkit.models import tiny_sd
+        from latentkit.models import tiny_dit, tiny_sd
 
-        pipe = tiny_sd.load_organism(device)
-        d = tiny_sd.DEFAULTS
-        defaults = Defaults(
-            "sd1",
-            "StableDiffusionPipeline",
-            d["num_inference_steps"],
-            d["guidance_scale"],
-            d["height"],
-            d["width"],
-            torch.float16,
+        module, arch = (tiny_sd, "sd1") if model == "organism" else (tiny_dit, "sd3")
+        pipe = module.load_organism(device)
+        d = dict(module.DEFAULTS)
+        steps, guidance, height, width = (
+            d.pop(k) for k in ("num_inference_steps", "guidance_scale", "height", "width")
         )
+        defaults = Defaults(arch, type(pipe).__name__, steps, guidance, height, width, torch.float16, extra=d)
         return RealModel(pipe=pipe, source=model, reference=model, defaults=defaults)
     return load_pipeline(model, device=device, **kwargs)
