@@ -1,4 +1,4 @@
-"""Quality report of the miniature Stable Diffusion (``data/tiny-sd/``), read by the probes.
+"""Quality report of a diffusion organism (``data/tiny-sd/`` or ``data/tiny-sd3/``), read by the probes.
 
 For captions of the world's HELD_OUT (shape, colour) pairs, never seen in training (and, as a reference,
 for captions of the training split), generate images with the organism's defaults and measure per factor
@@ -6,7 +6,7 @@ whether the probes read back what the caption says: shape, object colour, backgr
 cell, size; plus the in-distribution score. The same factors rendered for real, and passed through the
 VAE (round trip), are the references.
 
-    python benchmarks/bench_organism_quality.py [--n 288] [--device auto] [--splits heldout train]
+    python benchmarks/bench_organism_quality.py [--organism organism-sd3] [--n 288] [--splits heldout train]
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import time
 import torch
 
 from latentkit import seed_everything
-from latentkit.models import tiny_sd
+from latentkit.layers import find_denoiser
+from latentkit.models import load_model, tiny_sd
 from latentkit.paths import data_dir
 from latentkit.probes import load_probes
 
@@ -29,6 +30,7 @@ def folder_size(path) -> int:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--organism", default="organism", help="organism (U-Net) or organism-sd3 (MMDiT)")
     parser.add_argument("--n", type=int, default=288, help="images per split (>= 256)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
@@ -36,11 +38,14 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     seed_everything(args.seed)
 
-    pipe, probes = tiny_sd.load_organism(args.device), load_probes(args.device)
-    print("== the organism")
-    for name in ("text_encoder", "vae", "unet"):
+    model, probes = load_model(args.organism, args.device), load_probes(args.device)
+    pipe, settings = model.pipe, model.call_kwargs()
+    denoiser_name, _ = find_denoiser(pipe)
+    print(f"== {args.organism} ({type(pipe).__name__})")
+    for name in ("text_encoder", "vae", denoiser_name):
         print(f"{name:14s} {tiny_sd.n_params(getattr(pipe, name)):>10,d} parameters")
-    for folder in (tiny_sd.SD_DIR, tiny_sd.CLIP_DIR):
+    folders = (tiny_sd.SD_DIR if args.organism == "organism" else "tiny-sd3", tiny_sd.CLIP_DIR)
+    for folder in folders:
         path = data_dir() / folder
         if path.exists():
             print(f"data/{folder:10s} {folder_size(path) / 2**20:8.2f} MiB")
@@ -51,8 +56,8 @@ def main(argv=None) -> None:
         tiny_sd.generate(pipe, ["a large red star at the top left on a striped white background"], i)
         times.append(time.perf_counter() - t0)
     print(
-        f"one 64x64 image, {tiny_sd.DEFAULTS['num_inference_steps']} steps, guidance "
-        f"{tiny_sd.DEFAULTS['guidance_scale']}: median {statistics.median(times[1:]):.3f} s "
+        f"one 64x64 image, {settings['num_inference_steps']} steps, guidance "
+        f"{settings['guidance_scale']}: median {statistics.median(times[1:]):.3f} s "
         f"({torch.get_num_threads()} threads, {pipe.device})"
     )
 

@@ -55,6 +55,22 @@ def _add_engine(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
 
 
+def _run_batch(args: argparse.Namespace, items, job, store, description: str):
+    """:func:`latentkit.batch.run_batch` with the engine options of the command line."""
+    from latentkit.batch import run_batch
+
+    return run_batch(
+        items,
+        job,
+        store,
+        engine=args.engine,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        progress=not args.no_progress,
+        description=description,
+    )
+
+
 def _report(summary, store) -> int:
     print(summary)
     for item, record in store.failed().items():
@@ -67,7 +83,7 @@ def _report(summary, store) -> int:
 
 
 def cmd_notebooks(args: argparse.Namespace) -> int:
-    from latentkit.batch import ResultStore, run_batch
+    from latentkit.batch import ResultStore
     from latentkit.notebooks import NotebookJob, find_notebooks, notebook_items, write_index
 
     grid = _parameters(args.param)
@@ -81,22 +97,13 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
             print(f"{stem}: has no parameter {', '.join(names)}; runs without it")
     store = ResultStore(args.out)
     job = NotebookJob(timeout=args.timeout)
-    summary = run_batch(
-        items,
-        job,
-        store,
-        engine=args.engine,
-        workers=args.workers,
-        scheduler=args.scheduler,
-        progress=not args.no_progress,
-        description="notebooks",
-    )
+    summary = _run_batch(args, items, job, store, "notebooks")
     print(f"index: {write_index(store)}")
     return _report(summary, store)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from latentkit.batch import ResultStore, run_batch
+    from latentkit.batch import ResultStore
     from latentkit.sweeps import SweepJob, read_pairs, sweep_items, write_pairs
 
     if (args.pairs is None) == (args.random_pairs is None):
@@ -127,16 +134,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
         _loaded(job.model, job.device)  # fail now, once, if the model cannot be had (kept for the items)
     items = sweep_items(pairs, args.seeds)
-    summary = run_batch(
-        items,
-        job,
-        store,
-        engine=args.engine,
-        workers=args.workers,
-        scheduler=args.scheduler,
-        progress=not args.no_progress,
-        description="sweeps",
-    )
+    summary = _run_batch(args, items, job, store, "sweeps")
     table = store.collect()
     if len(table):
         path = Path(args.out) / "observations.parquet"

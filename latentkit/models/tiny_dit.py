@@ -44,7 +44,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -210,17 +209,9 @@ def save_organism(pipe, path: str | Path | None = None, dtype=torch.float16) -> 
     from latentkit.paths import data_dir
 
     path = Path(path) if path is not None else data_dir() / SD3_DIR
-    path.mkdir(parents=True, exist_ok=True)
-    pipe = pipe.to(dtype=dtype)
-    pipe.save_pretrained(path, safe_serialization=True)
-    index = path / "model_index.json"
-    tiny_sd.portable_tokenizer_class(path / "tokenizer", index)
-    tiny_sd.portable_tokenizer_class(path / "tokenizer_2")
-    config = json.loads(index.read_text())
-    config["tokenizer_2"] = ["transformers", "PreTrainedTokenizerFast"]
-    index.write_text(json.dumps(config, indent=2) + "\n")
-    (path / "latentkit_defaults.json").write_text(json.dumps(DEFAULTS, indent=2) + "\n")
-    return path
+    return tiny_sd.save_organism(
+        pipe, path, dtype, defaults=DEFAULTS, tokenizers=("tokenizer", "tokenizer_2")
+    )
 
 
 def load_organism(device: str = "auto", dtype: torch.dtype | None = None, path=None):

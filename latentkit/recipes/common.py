@@ -94,3 +94,31 @@ def set_threads() -> None:
     n = os.environ.get("LATENTKIT_THREADS")
     if n:
         torch.set_num_threads(int(n))
+
+
+def optimizer_step(loss: torch.Tensor, model: torch.nn.Module, opt, ema: EMA, step: int) -> float:
+    """Backward, clip the gradient norm at 1, step, update the EMA weights; returns the loss as a float."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    ema.update(model, step)
+    return loss.item()
+
+
+def after_step(name: str, step: int, steps: int, losses: list[float], bar, since: tuple[float, int], **state):
+    """The loss on the progress bar every 50 steps; every 200 steps (and at the last) a checkpoint of
+    ``state`` and a log line with the mean loss and the speed (``since``: (start time, start step))."""
+    import time
+
+    if (step + 1) % 50 == 0:
+        bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
+    if (step + 1) % 200 == 0 or step + 1 == steps:
+        save_checkpoint(name, step + 1, **state)
+        t0, start = since
+        recent = losses[-200:]
+        print(
+            f"\n{name} step {step + 1}: loss(last 200) {sum(recent) / len(recent):.4f}, "
+            f"{(time.time() - t0) / (step + 1 - start):.3f} s/step",
+            flush=True,
+        )

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -138,21 +137,8 @@ def train(steps: int = STEPS, device: str = "auto", fresh: bool = False, batch_s
             hidden_states=x_t, encoder_hidden_states=cond, pooled_projections=cond_pooled, timestep=timestep
         ).sample  # (B, 4, 16, 16)
         loss = (pred - velocity).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
-        opt.step()
-        ema.update(transformer, step)
-        losses.append(loss.item())
-        if (step + 1) % 50 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-        if (step + 1) % 200 == 0 or step + 1 == steps:
-            common.save_checkpoint(NAME, step + 1, model=transformer, ema=ema, opt=opt)
-            print(
-                f"\ndit step {step + 1}: loss(last 200) {np.mean(losses[-200:]):.4f}, "
-                f"{(time.time() - t0) / (step + 1 - start):.3f} s/step",
-                flush=True,
-            )
+        losses.append(common.optimizer_step(loss, transformer, opt, ema, step))
+        common.after_step(NAME, step, steps, losses, bar, (t0, start), model=transformer, ema=ema, opt=opt)
     return ema.model.eval()
 
 

@@ -173,21 +173,8 @@ def train(steps: int = STEPS, device: str = "auto", fresh: bool = False, batch_s
         pred = unet(x_t, t, encoder_hidden_states=cond).sample  # (B, 4, 16, 16)
         per_sample = (pred - v).pow(2).mean(dim=(1, 2, 3))
         loss = (min_snr_weight(scheduler, t) * per_sample).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        ema.update(unet, step)
-        losses.append(loss.item())
-        if (step + 1) % 50 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-        if (step + 1) % 200 == 0 or step + 1 == steps:
-            common.save_checkpoint(NAME, step + 1, model=unet, ema=ema, opt=opt)
-            print(
-                f"\nunet step {step + 1}: loss(last 200) {np.mean(losses[-200:]):.4f}, "
-                f"{(time.time() - t0) / (step + 1 - start):.3f} s/step",
-                flush=True,
-            )
+        losses.append(common.optimizer_step(loss, unet, opt, ema, step))
+        common.after_step(NAME, step, steps, losses, bar, (t0, start), model=unet, ema=ema, opt=opt)
     return ema.model.eval()
 
 
