@@ -151,3 +151,17 @@ def test_entry_point_is_installed():
     assert done.returncode == 0 and "sweep" in done.stdout
     script = Path(sys.executable).parent / "latentkit"
     assert script.exists(), "pip install -e . should install the `latentkit` command"
+
+
+def test_sweep_runs_on_a_running_scheduler_by_address(tmp_path, capsys):
+    distributed = pytest.importorskip("distributed")
+    folder = tiny.save_tiny("sd1", tmp_path / "sd1")
+    pairs = write_pairs([("a dog", "a cat"), ("a car", "a boat"), ("a tree", "a house")], tmp_path / "p.csv")
+    out = tmp_path / "sweep"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+        args = ["sweep", str(pairs), "--model", str(folder), "--steps", "2", "--layers", "unet.mid_block"]
+        code = main(args + ["--scheduler", cluster.scheduler_address, "--out", str(out), "--no-progress"])
+        workers = set(cluster.workers)
+    assert code == 0 and workers
+    assert "3 done, 0 skipped, 0 failed" in capsys.readouterr().out
+    assert pd.read_parquet(out / "observations.parquet").item.nunique() == 3
