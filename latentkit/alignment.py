@@ -14,9 +14,16 @@ a number, computed on the activations of two layers for the *same* N inputs:
 
 Features are any arrays ``(N, ...)``; everything after the first axis is flattened, so a U-Net
 activation ``(N, C, H, W)`` is compared as a vector of C * H * W numbers per input.
+:func:`layer_activations` records them from a diffusion pipeline: every layer, for the same inputs
+(prompts and initial noise) given to two models, at chosen denoising steps.
+
+Used by notebook ``05_across_architectures``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -115,9 +122,16 @@ def cka(a, b, unbiased: bool = False) -> float:
         if n < 2:
             raise ValueError(f"CKA needs at least 2 inputs, got {n}")
         x, y = x - x.mean(0), y - y.mean(0)
-        # ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F): the feature-space form, cheap when D << N.
-        hxy = torch.linalg.matrix_norm(y.T @ x) ** 2
-        denom = torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y)
+        if x.shape[1] * y.shape[1] <= n * n:
+            # ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F): the feature-space form, cheap when D << N.
+            hxy = torch.linalg.matrix_norm(y.T @ x) ** 2
+            denom = torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y)
+        else:
+            # <K, L>_F / (||K||_F ||L||_F) with the (N, N) Gram matrices of the centred features: the
+            # same number, cheap when D >> N (a U-Net layer has thousands of features per input).
+            kx, ky = x @ x.T, y @ y.T
+            hxy = (kx * ky).sum()
+            denom = torch.linalg.matrix_norm(kx) * torch.linalg.matrix_norm(ky)
     if denom <= 0:
         raise ValueError("CKA is undefined for a representation that is constant over the inputs")
     return float(hxy / denom)
@@ -147,3 +161,52 @@ def alignment_matrix(features_a: dict, features_b: dict, metric: str = "mutual_k
     fn = metrics[metric]
     rows = {na: {nb: fn(fa, fb, **kwargs) for nb, fb in features_b.items()} for na, fa in features_a.items()}
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def layer_activations(
+    pipe: Any,
+    rows: Sequence[Mapping[str, Any]],
+    steps: Sequence[int],
+    layers: Sequence[str] | None = None,
+    **call_kwargs: Any,
+) -> dict[str, torch.Tensor]:
+    """Each layer's image-stream activation at chosen denoising steps, for one batch of generations.
+
+    The hooks exist only during the call (:func:`latentkit.layers.patched`). Two pipelines given the
+    same ``rows`` see the same inputs: the same prompts and, when their latents have the same shape
+    (the two organisms share their VAE), the same initial noise.
+
+    Args:
+        pipe: a diffusers pipeline.
+        rows: one dict of per-image arguments per input, e.g. ``{"prompt": caption, "seed": 3}`` (see
+            :func:`latentkit.injection.batch_inputs`).
+        steps: step indices to record, 0 = the noisiest.
+        layers: layer names (default: every layer of :func:`latentkit.layers.list_layers`).
+        **call_kwargs: shared pipeline arguments (``num_inference_steps``, ``guidance_scale`` ...).
+
+    Returns:
+        ``{layer: (N, S, ...)}`` float32 on the CPU, ``S = len(steps)`` in the order given: ``(N, S, C,
+        H, W)`` for a U-Net layer, ``(N, S, tokens, D)`` for a transformer block. With classifier-free
+        guidance, the conditional half (the prompt's pass, the last rows of the batch).
+    """
+    from latentkit.injection import StepTracker, generate
+    from latentkit.layers import layer_names
+
+    if not len(rows):
+        raise ValueError("no inputs: pass rows=[{'prompt': ..., 'seed': ...}, ...]")
+    steps = [int(s) for s in steps]
+    if not steps or len(set(steps)) != len(steps) or min(steps) < 0:
+        raise ValueError(f"steps must be distinct step indices >= 0, got {steps}")
+    names = list(layers) if layers is not None else layer_names(pipe)
+    n = len(rows)
+    tracker = StepTracker()
+    seen: dict[str, dict[int, torch.Tensor]] = {name: {} for name in names}
+
+    def keep(act: torch.Tensor, name: str) -> None:  # act: (halves * N, ...), [uncond rows; cond rows]
+        if tracker.index in steps:
+            seen[name][tracker.index] = act.reshape(-1, n, *act.shape[1:])[-1].float().cpu()
+
+    generate(pipe, rows, dict.fromkeys(names, keep), tracker, **call_kwargs)
+    if missing := [s for s in steps if s not in seen[names[0]]]:
+        raise ValueError(f"steps {missing} were not run: the schedule has {tracker.index + 1} steps")
+    return {name: torch.stack([seen[name][s] for s in steps], 1) for name in names}

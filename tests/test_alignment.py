@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from latentkit.alignment import alignment_matrix, cka, mutual_knn, mutual_knn_chance
 
@@ -68,6 +69,9 @@ def test_match_slow_references(rng):
     x = rng.normal(size=(60, 12))
     y = np.tanh(x @ rng.normal(size=(12, 20))) + 0.3 * rng.normal(size=(60, 20))
     assert cka(x, y) == pytest.approx(_slow_cka(x, y), rel=1e-9)
+    wide_x, wide_y = rng.normal(size=(20, 300)), rng.normal(size=(20, 50))  # D >> N: the Gram form
+    wide_y[:, :10] += wide_x[:, :10]
+    assert cka(wide_x, wide_y) == pytest.approx(_slow_cka(wide_x, wide_y), rel=1e-9)
     for k in (1, 5, 10):
         assert mutual_knn(x, y, k=k) == pytest.approx(_slow_mutual_knn(x, y, k))
 
@@ -102,3 +106,25 @@ def test_bad_input_gets_clear_errors(rng):
         mutual_knn(bad, x)
     with pytest.raises(ValueError, match="constant"):
         cka(np.ones((10, 3)), x[:10])
+
+
+@pytest.mark.parametrize("arch", ["sd1", "sd3"])
+def test_layer_activations_record_every_layer_per_input_and_leave_no_hook(arch, hooks_left):
+    from latentkit import tiny
+    from latentkit.alignment import layer_activations
+    from latentkit.layers import layer_names
+
+    pipe = tiny.build(arch)
+    kwargs = tiny.call_kwargs(arch, num_inference_steps=3)
+    o, e = tiny.example_pair(arch)
+    rows = [{"prompt": o["prompt"], "seed": 0}, {"prompt": e["prompt"], "seed": 1}]
+    acts = layer_activations(pipe, rows, steps=[2, 0], **kwargs)
+    assert list(acts) == layer_names(pipe)
+    assert all(act.shape[:2] == (2, 2) for act in acts.values())  # (inputs, steps, ...)
+    assert hooks_left(pipe) == []
+    # one input alone gives its own row of the batch (the conditional pass, at the same steps)
+    alone = layer_activations(pipe, rows[1:], steps=[2, 0], **kwargs)
+    for name, act in alone.items():
+        assert torch.allclose(act[0], acts[name][1], atol=1e-4, rtol=1e-3)
+    with pytest.raises(ValueError, match="not run"):
+        layer_activations(pipe, rows, steps=[5], **kwargs)
