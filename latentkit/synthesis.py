@@ -22,7 +22,9 @@ Two sources of observations, in the long format of :func:`latentkit.aspects.read
 
 - layers of a diffusion pipeline: ``read_with_probes(probes, run_sweeps(pipe, pairs)).observations``;
 - the inputs of any model that renders from a few spaces (an autoencoder's code, a GAN's z, a diffusion
-  model's noise and prompt): :func:`input_injection`, or :func:`space_injection` for one :class:`Space`.
+  model's noise and prompt): :func:`input_injection`, or :func:`space_injection` for one :class:`Space`;
+  for a diffusion pipeline's noise and prompt with the *same* O/E pairs and counting as its layers,
+  :func:`add_input_injection` adds them to the sweeps before they are read.
 
 Example::
 
@@ -34,14 +36,15 @@ Example::
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from latentkit.aspects import layer_label
+from latentkit.aspects import Run, layer_label
+from latentkit.injection import SweepResult, generate
 from latentkit.spaces import Space
 from latentkit.world import FACTORS
 
@@ -222,6 +225,40 @@ def input_injection(
     return pd.DataFrame(rows, columns=["pair", "seed", "layer", "measure", "value"])
 
 
+#: The names under which :func:`add_input_injection` adds a diffusion pipeline's two inputs to a run.
+INPUTS = ("noise", "prompt")
+
+
+def add_input_injection(pipe, runs: Sequence[Run], **call_kwargs) -> list[Run]:
+    """The inputs of a diffusion pipeline injected like its layers: two more images per run.
+
+    For each run of :func:`latentkit.aspects.run_sweeps`, O is generated again with one of its inputs
+    taken from E: ``"noise"`` (O's prompt, E's initial noise) and ``"prompt"`` (E's prompt, O's noise).
+    They are appended to the run's injected images under those names, so :func:`read_with_probes` reads
+    them with the same pairs, the same counting and the same probes as the layers.
+
+    Args:
+        pipe: the pipeline the runs were made with.
+        runs: from :func:`latentkit.aspects.run_sweeps` (O and E given by ``prompt`` and ``seed``).
+        **call_kwargs: the same shared pipeline arguments as the sweeps (``num_inference_steps`` ...).
+
+    Returns:
+        New runs (the given ones are left as they were), ``names`` ending in :data:`INPUTS`. Cost: one
+        generation at batch 2 per run.
+    """
+    out = []
+    for run in runs:
+        o, e = run.original, run.edit
+        if "seed" not in o or "prompt" not in o:
+            raise ValueError("add_input_injection needs runs whose O and E are given by 'prompt' and 'seed'")
+        rows = [{**o, "seed": e["seed"]}, {**o, "prompt": e["prompt"]}]  # in the order of INPUTS
+        images, _ = generate(pipe, rows, **call_kwargs)  # (2, H, W, 3)
+        r = run.result
+        result = SweepResult(r.original, r.edit, np.concatenate([r.injected, images]), [*r.names, *INPUTS])
+        out.append(Run(run.pair, run.seed, dict(o), dict(e), result))
+    return out
+
+
 def space_injection(space: Space, probes, n: int = 256, seed: int = 0) -> pd.DataFrame:
     """:func:`input_injection` for a model with a single input space (an autoencoder's code, a GAN's z).
 
@@ -232,4 +269,12 @@ def space_injection(space: Space, probes, n: int = 256, seed: int = 0) -> pd.Dat
     return input_injection(lambda p: space.decode(p[space.name]), {space.name: space.sample}, probes, n, seed)
 
 
-__all__ = ["STRICT", "SynthesisIndex", "input_injection", "space_injection", "synthesis_index"]
+__all__ = [
+    "INPUTS",
+    "STRICT",
+    "SynthesisIndex",
+    "add_input_injection",
+    "input_injection",
+    "space_injection",
+    "synthesis_index",
+]

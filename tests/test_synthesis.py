@@ -141,3 +141,29 @@ def test_six_inputs_that_each_render_one_factor_split_the_work(probes):
     assert (decided - np.diag(np.diag(decided))).max() <= 0.1  # ... and no other
     assert result.index == pytest.approx(1 / N_FACTORS, abs=0.03)
     assert not result.strict and STRICT > 2 / N_FACTORS
+
+
+# -- a diffusion pipeline's inputs, injected like its layers (tiny builds: plumbing only) ----------------
+
+
+@pytest.mark.parametrize("arch", ["sd1", "sd3"])
+def test_input_injection_adds_noise_and_prompt_images_that_match_plain_generations(arch, hooks_left):
+    from latentkit import tiny
+    from latentkit.aspects import run_sweeps
+    from latentkit.injection import generate
+    from latentkit.layers import layer_names
+    from latentkit.synthesis import INPUTS, add_input_injection
+
+    pipe = tiny.build(arch)
+    kwargs = tiny.call_kwargs(arch, num_inference_steps=2)
+    (o, e) = (side["prompt"] for side in tiny.example_pair(arch))
+    runs = run_sweeps(pipe, [(o, e)], seeds=[3], layers=layer_names(pipe)[:1], **kwargs)
+    added = add_input_injection(pipe, runs, **kwargs)
+    assert runs[0].result.names == layer_names(pipe)[:1]  # the given runs are left as they were
+    result = added[0].result
+    assert result.names == [*layer_names(pipe)[:1], *INPUTS] and len(result.injected) == 3
+    noise_ref, _ = generate(pipe, [{"prompt": o, "seed": added[0].edit["seed"]}], **kwargs)
+    prompt_ref, _ = generate(pipe, [{"prompt": e, "seed": 3}], **kwargs)
+    assert np.abs(result.injected[1] - noise_ref[0]).max() <= 1e-3  # O's prompt from E's noise
+    assert np.abs(result.injected[2] - prompt_ref[0]).max() <= 1e-3  # E's prompt from O's noise
+    assert hooks_left(pipe) == []
