@@ -205,9 +205,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from latentkit.batch import ConfigMismatch
-    from latentkit.models.real import ModelNotAvailable
-
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "scheduler", None) and args.engine == "local":
@@ -218,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         args.folder = NOTEBOOKS_DIR
     try:
         return args.run(args)
-    except (ConfigMismatch, ModelNotAvailable, FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError) as error:  # incl. ModelNotAvailable and ConfigMismatch: they teach
         print(f"latentkit {args.command}: {error}", file=sys.stderr)
         return 2
 
