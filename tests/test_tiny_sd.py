@@ -131,17 +131,63 @@ def test_shipped_organism_loads_offline_in_one_call():
 # -- quality against targets ----------------------------------------------------------------------------
 
 
-@needs_organism
-@needs_probes
-def test_quality_on_a_small_sample_meets_floors():
+def _small_report(split: str) -> dict:
     from latentkit.probes import load_probes
 
     pipe, probes = tiny_sd.load_organism(), load_probes()
-    report = tiny_sd.quality(pipe, probes, n=48, seed=123, split="train", batch_size=48)
+    return tiny_sd.quality(pipe, probes, n=48, seed=123, split=split, batch_size=48)
+
+
+@pytest.fixture(scope="module")
+def small_report():
+    """The quality report of the shipped organism on 48 training-split captions (seeded)."""
+    return _small_report("train")
+
+
+@pytest.fixture(scope="module")
+def heldout_report():
+    """The same on 48 captions of the held-out (shape, colour) pairs, which the issue's targets are for."""
+    return _small_report("heldout")
+
+
+@needs_organism
+@needs_probes
+def test_quality_on_a_small_sample_meets_floors(small_report):
     for source, floors in tiny_sd.FLOORS.items():
         for factor, floor in floors.items():
-            got = report[source][factor]
+            got = small_report[source][factor]
             assert got >= floor, f"{source} {factor}: {got:.3f} < floor {floor}"
+
+
+#: Targets of the issue the shipped weights do not reach yet, with what they reach. Strict expected
+#: failures: once retraining meets a target, its test passes unexpectedly and fails, so this list shrinks.
+SHORTFALLS = {
+    ("generated", "shape"): "0.73 here, 0.77 on 288 held-out captions (0.93 on training captions) after "
+    "16,000 CPU steps; it rose from 0.20 at 2,400 steps: more training",
+    ("vae_round_trip", "shape"): "0.92 (0.91 on 288): stars' thin spikes blur in the 16x16x4 latent",
+    ("vae_round_trip", "size"): "0.979 here, one image short (0.986 on 288 held-out captions)",
+}
+
+
+@needs_organism
+@needs_probes
+@pytest.mark.parametrize(
+    "source, factor",
+    [
+        pytest.param(
+            source,
+            factor,
+            marks=[pytest.mark.xfail(strict=True, reason=SHORTFALLS[source, factor])]
+            if (source, factor) in SHORTFALLS
+            else [],
+        )
+        for source, targets in tiny_sd.TARGETS.items()
+        for factor in targets
+    ],
+)
+def test_quality_targets(heldout_report, source, factor):
+    target = tiny_sd.TARGETS[source][factor]
+    assert heldout_report[source][factor] >= target, f"{source} {factor} below its target {target}"
 
 
 @pytest.mark.skipif(

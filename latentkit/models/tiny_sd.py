@@ -460,12 +460,13 @@ FLOORS = {
         "position": 0.95,
         "size": 0.9,
     },
-    # U-Net after 2,400 steps: layout and surface are learned, shape is not yet (chance is 1/6).
+    # U-Net after 16,000 steps (48-image sample: shape 0.83, every other factor 1.00).
     "generated": {
-        "color": 0.65,
-        "background": 0.9,
-        "texture": 0.9,
-        "position": 0.9,
-        "size": 0.6,
+        "shape": 0.7,
+        "color": 0.95,
+        "background": 0.95,
+        "texture": 0.95,
+        "position": 0.95,
+        "size": 0.9,
     },
 }
