@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import target_params
 
 from latentkit.models import tiny_dit, tiny_sd
 from latentkit.paths import data_dir
@@ -208,14 +209,40 @@ def test_shipped_organism_shares_the_unet_organisms_vae_and_clip():
 # -- quality against the U-Net organism's floors --------------------------------------------------------
 
 
-@needs_organism
-@needs_probes
-def test_quality_on_a_small_sample_meets_floors():
+def _small_report(split: str) -> dict:
     from latentkit.probes import load_probes
 
     pipe, probes = tiny_dit.load_organism(), load_probes()
-    report = tiny_sd.quality(pipe, probes, n=48, seed=123, split="train", batch_size=48)
+    return tiny_sd.quality(pipe, probes, n=48, seed=123, split=split, batch_size=48)
+
+
+@needs_organism
+@needs_probes
+def test_quality_on_a_small_sample_meets_floors():
+    report = _small_report("train")
     for source, floors in tiny_dit.FLOORS.items():
         for factor, floor in floors.items():
             got = report[source][factor]
             assert got >= floor, f"{source} {factor}: {got:.3f} < floor {floor}"
+
+
+@pytest.fixture(scope="module")
+def heldout_report():
+    return _small_report("heldout")
+
+
+#: The issue's targets that the shipped transformer does not reach yet (strict expected failures).
+SHORTFALLS = {
+    ("generated", "shape"): "0.60 here, 0.62 on 288 held-out captions (0.78 on training captions) after "
+    "12,000 CPU steps: more training",
+    ("vae_round_trip", "shape"): "the U-Net organism's VAE: 0.92 (0.91 on 288)",
+    ("vae_round_trip", "size"): "the U-Net organism's VAE: 0.979 here, one image short (0.986 on 288)",
+}
+
+
+@needs_organism
+@needs_probes
+@pytest.mark.parametrize("source, factor", target_params(tiny_dit.TARGETS, SHORTFALLS))
+def test_quality_targets(heldout_report, source, factor):
+    target = tiny_dit.TARGETS[source][factor]
+    assert heldout_report[source][factor] >= target, f"{source} {factor} below its target {target}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import target_params
 
 from latentkit.models import tiny_sd
 from latentkit.paths import data_dir
@@ -171,20 +172,7 @@ SHORTFALLS = {
 
 @needs_organism
 @needs_probes
-@pytest.mark.parametrize(
-    "source, factor",
-    [
-        pytest.param(
-            source,
-            factor,
-            marks=[pytest.mark.xfail(strict=True, reason=SHORTFALLS[source, factor])]
-            if (source, factor) in SHORTFALLS
-            else [],
-        )
-        for source, targets in tiny_sd.TARGETS.items()
-        for factor in targets
-    ],
-)
+@pytest.mark.parametrize("source, factor", target_params(tiny_sd.TARGETS, SHORTFALLS))
 def test_quality_targets(heldout_report, source, factor):
     target = tiny_sd.TARGETS[source][factor]
     assert heldout_report[source][factor] >= target, f"{source} {factor} below its target {target}"

@@ -31,12 +31,10 @@ from tqdm.auto import tqdm
 from latentkit.recipes import common
 
 NAME = "tiny_sd3_transformer"
-# The U-Net's budget (its shipped weights are being retrained with --steps 20000), so the two organisms
-# are compared after seeing the same number of images. One step (batch 32) takes 0.51 s on one core of
-# the reference CPU, as a U-Net step does (0.49 s): about 2.8 h with LATENTKIT_THREADS=1. A 300-step
-# smoke run (a compressed schedule) already draws background, position, texture and size more often right
-# than not; colour and shape need the long run.
-STEPS = 20_000
+# The shipped weights: 12,000 steps in one uninterrupted run with these defaults (1.5 h of wall time on a
+# 2-core CPU shared with other work; 0.33 s/step with a free core). Held-out shape agreement 0.62 at 12,000
+# (the U-Net reaches 0.77 at 16,000): more helps.
+STEPS = 12_000
 BATCH = 32
 LR = 1e-3
 WARMUP = 200
