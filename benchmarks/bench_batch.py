@@ -29,10 +29,9 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from distributed import Client, LocalCluster
 
     from latentkit.aspects import differing_pairs
-    from latentkit.batch import ResultStore, run_batch
+    from latentkit.batch import ResultStore, dask_client, run_batch
     from latentkit.sweeps import SweepJob, _loaded, sweep_items
 
     torch.set_num_threads(args.threads)
@@ -49,12 +48,7 @@ def main() -> None:
         t_local = time.perf_counter() - start
 
         start = time.perf_counter()
-        with (
-            LocalCluster(
-                n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
-            ) as cluster,
-            Client(cluster) as client,
-        ):
+        with dask_client("dask", workers=args.workers) as client:  # the local cluster of `--engine dask`
             cold = run_batch(items, job, ResultStore(root / "cold"), client=client, description="dask, cold")
             t_cold = time.perf_counter() - start
             start = time.perf_counter()

@@ -341,9 +341,19 @@ def dask_client(engine: str = "dask", workers: int = 2, scheduler: str | None = 
     if engine == "dask" and scheduler:
         client, cluster = Client(scheduler), None
     elif engine == "dask":
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=threads, processes=True, dashboard_address=None
-        )
+        import dask
+
+        # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which switches off glibc's adaptive malloc
+        # thresholds: a sweep item then ran 2.2-2.6x slower in a worker than in this process
+        # (benchmarks/bench_batch.py). Workers get glibc's defaults instead. (Dask's nanny also leaves the
+        # variable in this process's environment after spawning, where an earlier cluster put it.)
+        key = "MALLOC_TRIM_THRESHOLD_"
+        if os.environ.get(key) == str(dask.config.get(f"distributed.nanny.pre-spawn-environ.{key}")):
+            del os.environ[key]
+        with dask.config.set({f"distributed.nanny.pre-spawn-environ.{key}": None}):
+            cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=threads, processes=True, dashboard_address=None
+            )
         client = Client(cluster)
     elif engine == "slurm":
         cluster = slurm_cluster()
