@@ -122,3 +122,13 @@ def after_step(name: str, step: int, steps: int, losses: list[float], bar, since
             f"{(time.time() - t0) / (step + 1 - start):.3f} s/step",
             flush=True,
         )
+
+
+def latest_ema(name: str, model: torch.nn.Module, recipe: str) -> torch.nn.Module:
+    """``model`` with the EMA weights of ``name``'s latest checkpoint (what the recipes export)."""
+    ema = EMA(model)
+    step = load_checkpoint(name, ema=ema)
+    if not step:
+        raise FileNotFoundError(f"no {name} checkpoint: run `python -m latentkit.recipes {recipe}`")
+    print(f"{recipe}: exporting the EMA weights of step {step}")
+    return ema.model

@@ -152,12 +152,7 @@ def export(transformer=None, path=None):
     from latentkit.recipes.sd_vae import load_trained
 
     if transformer is None:
-        ema = common.EMA(build_transformer())
-        step = common.load_checkpoint(NAME, ema=ema)
-        if not step:
-            raise FileNotFoundError("no transformer checkpoint: run `python -m latentkit.recipes dit`")
-        transformer = ema.model
-        print(f"dit: exporting the EMA weights of step {step}")
+        transformer = common.latest_ema(NAME, build_transformer(), "dit")
     pipe = assemble(load_text_encoder(), load_trained(), transformer.float().eval())
     return save_organism(pipe, path)
 

@@ -194,13 +194,7 @@ def export(unet=None, path=None):
     from latentkit.recipes.sd_vae import load_trained
 
     if unet is None:
-        unet = build_unet()
-        ema = common.EMA(unet)
-        step = common.load_checkpoint(NAME, ema=ema)
-        if not step:
-            raise FileNotFoundError("no U-Net checkpoint: run `python -m latentkit.recipes unet`")
-        unet = ema.model
-        print(f"unet: exporting the EMA weights of step {step}")
+        unet = common.latest_ema(NAME, build_unet(), "unet")
     pipe = assemble(load_text_encoder(), load_trained(), unet.float().eval())
     return save_organism(pipe, path)
 
