@@ -228,25 +228,13 @@ def load_organism(device: str = "auto", dtype: torch.dtype | None = None, path=N
     """
     from diffusers import StableDiffusion3Pipeline
 
-    from latentkit import resolve_device
-    from latentkit.paths import shipped
-
-    device = resolve_device(device)
-    if dtype is None:
-        dtype = torch.float16 if device.startswith("cuda") else torch.float32
-    path = Path(path) if path is not None else shipped(SD3_DIR)
-    if not (path / "model_index.json").exists():
-        raise FileNotFoundError(
-            f"{path} holds no saved pipeline (no model_index.json). Train it with "
-            "`python -m latentkit.recipes dit` (after clip, sd_vae and unet, whose precomputed latents "
-            "it reuses)."
-        )
-    # As for SD3.5 without its T5: the empty slots are named, or diffusers asks for them.
-    pipe = StableDiffusion3Pipeline.from_pretrained(
-        path, text_encoder_3=None, tokenizer_3=None, dtype=dtype, local_files_only=True
+    retrain = (
+        "Train it with `python -m latentkit.recipes dit` (after clip, sd_vae and unet, whose precomputed "
+        "latents it reuses)."
     )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    # As for SD3.5 without its T5: the empty slots are named, or diffusers asks for them.
+    empty = {"text_encoder_3": None, "tokenizer_3": None}
+    return tiny_sd.load_saved(StableDiffusion3Pipeline, SD3_DIR, retrain, device, dtype, path, **empty)
 
 
 # ---------------------------------------------------------------------------------------------------------

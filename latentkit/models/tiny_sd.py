@@ -318,19 +318,26 @@ def load_organism(device: str = "auto", dtype: torch.dtype | None = None, path=N
     """
     from diffusers import StableDiffusionPipeline
 
+    retrain = "Retrain it with `python -m latentkit.recipes unet` (after clip and vae)."
+    return load_saved(StableDiffusionPipeline, SD_DIR, retrain, device, dtype, path)
+
+
+def load_saved(pipeline_class, folder: str, retrain: str, device: str, dtype, path, **kwargs):
+    """A saved organism pipeline (``data/<folder>/`` or ``path``), offline, on ``device``, progress bar off.
+
+    The dtype defaults to fp16 on CUDA, fp32 elsewhere; ``retrain`` tells how to make a missing one;
+    ``kwargs`` go to ``from_pretrained``. Serves both organisms' ``load_organism``.
+    """
     from latentkit import resolve_device
     from latentkit.paths import shipped
 
     device = resolve_device(device)
     if dtype is None:
         dtype = torch.float16 if device.startswith("cuda") else torch.float32
-    path = Path(path) if path is not None else shipped(SD_DIR)
+    path = Path(path) if path is not None else shipped(folder)
     if not (path / "model_index.json").exists():
-        raise FileNotFoundError(
-            f"{path} holds no saved pipeline (no model_index.json). Retrain it with "
-            "`python -m latentkit.recipes unet` (after clip and vae)."
-        )
-    pipe = StableDiffusionPipeline.from_pretrained(path, dtype=dtype, local_files_only=True)
+        raise FileNotFoundError(f"{path} holds no saved pipeline (no model_index.json). {retrain}")
+    pipe = pipeline_class.from_pretrained(path, dtype=dtype, local_files_only=True, **kwargs)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
