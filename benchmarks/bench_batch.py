@@ -32,7 +32,7 @@ def main() -> None:
 
     from latentkit.aspects import differing_pairs
     from latentkit.batch import ResultStore, dask_client, run_batch
-    from latentkit.sweeps import SweepJob, _loaded, sweep_items
+    from latentkit.sweeps import SweepJob, sweep_items
 
     torch.set_num_threads(args.threads)
     job = SweepJob(
@@ -42,7 +42,7 @@ def main() -> None:
     warm_items = sweep_items(differing_pairs(args.items, seed=1), seeds=[0])
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        _loaded(job.model, job.device)  # load once, as a warm worker would have it
+        job.load()  # load once, as a warm worker would have it
         start = time.perf_counter()
         local = run_batch(items, job, ResultStore(root / "local"), description="one process")
         t_local = time.perf_counter() - start

@@ -130,9 +130,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     )
     store = ResultStore(args.out, config={**job.config(), "pairs": [list(p) for p in pairs]})
     if args.engine == "local":
-        from latentkit.sweeps import _loaded
-
-        _loaded(job.model, job.device)  # fail now, once, if the model cannot be had (kept for the items)
+        job.load()  # fail now, once, if the model cannot be had (kept for the items)
     items = sweep_items(pairs, args.seeds)
     summary = _run_batch(args, items, job, store, "sweeps")
     table = store.collect()

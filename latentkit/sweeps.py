@@ -122,6 +122,10 @@ class SweepJob:
         """What the results depend on (the store refuses to mix batches that differ in it)."""
         return {k: v for k, v in asdict(self).items() if k not in ("device", "images", "threads")}
 
+    def load(self):
+        """``(model, probes)`` for this job, loaded once per process (probes ``None`` for real models)."""
+        return _loaded(self.model, self.device)
+
     def __call__(self, item: Item, files: Path) -> pd.DataFrame:
         import torch
 
@@ -129,7 +133,7 @@ class SweepJob:
         from latentkit.world import parse_caption
 
         torch.set_num_threads(self.threads)
-        loaded, probes = _loaded(self.model, self.device)
+        loaded, probes = self.load()
         args = item.args
         pair = (args["original"], args["edit"])
         settings = loaded.call_kwargs(**self.settings)
