@@ -170,15 +170,19 @@ def test_dask_worker_killed_mid_run_loses_and_duplicates_nothing(tmp_path, clust
         deadline = time.time() + 60
         while time.time() < deadline and len(store.done()) < 3:
             time.sleep(0.05)
-        pids = cluster.run(os.getpid)  # worker address -> pid
-        for _ in range(200):
-            busy = {addr: keys for addr, keys in cluster.processing().items() if keys}
-            if busy:
-                addr, keys = next(iter(busy.items()))
-                killed["item"] = str(keys[0]).split("-")[1]
-                os.kill(pids[addr], signal.SIGKILL)
-                return
-            time.sleep(0.02)
+        workers = set(cluster.run(os.getpid).values())
+        # A worker's queue (``client.processing()``) also lists items it has not started, so choose the
+        # victim from the marker files instead: an item that started less than 0.3 s ago (its job sleeps
+        # 0.6 s), in a worker process, and is not yet stored, is certainly running right now.
+        while time.time() < deadline:
+            done = store.done()
+            for mark in (store.files / "marks").glob("*"):
+                item, pid = mark.name.split(".")[:2]
+                if int(pid) in workers and item not in done and time.time() - mark.stat().st_mtime < 0.3:
+                    killed["item"] = item
+                    os.kill(int(pid), signal.SIGKILL)
+                    return
+            time.sleep(0.01)
 
     killer = threading.Thread(target=kill_one_busy_worker)
     killer.start()
