@@ -55,6 +55,7 @@ import torch
 
 from latentkit.injection import StepTracker, generate
 from latentkit.layers import find_denoiser, resolve
+from latentkit.probes import IN_DISTRIBUTION_THRESHOLD
 from latentkit.spaces import Space, slerp
 from latentkit.world import FACTORS, SHAPES, Factors, World, caption_of, parse_caption
 
@@ -716,7 +717,11 @@ def read_probes(run: ProbeRun, probes=None, shape_reader=None, word: str = CONTE
     for label, images in columns.items():
         readout = probes.read(images)
         labels = _factor_labels(readout)
-        row = {"in-distribution": float((probes.in_distribution(images, readout) >= _valid()).mean())}
+        row = {
+            "in-distribution": float(
+                (probes.in_distribution(images, readout) >= IN_DISTRIBUTION_THRESHOLD).mean()
+            )
+        }
         for aspect, factors in ASPECTS.items():
             idx = [list(FACTORS).index(f) for f in factors]
             row[f"changed: {aspect}"] = float((labels[:, idx] != labels0[:, idx]).mean())
@@ -725,12 +730,6 @@ def read_probes(run: ProbeRun, probes=None, shape_reader=None, word: str = CONTE
             row[f"CLIP P({word})"] = float(shape_reader(images)[:, SHAPES.index(word)].mean())
         rows[label] = row
     return pd.DataFrame(rows).T
-
-
-def _valid() -> float:
-    from latentkit.properties import IN_DISTRIBUTION
-
-    return IN_DISTRIBUTION
 
 
 def _factor_labels(readout) -> np.ndarray:

@@ -40,16 +40,13 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from latentkit.probes import IN_DISTRIBUTION_THRESHOLD
 from latentkit.spaces import Space, fit_linear_classifier
 from latentkit.world import FACTORS
 
 #: Fig. 4's marks from a value in [0, 1]: ``V`` at or above 0.7, ``~`` at or above 0.3, ``X`` below.
 #: One table for all four properties, fixed before any model was measured.
 VERDICTS: dict[str, float] = {"V": 0.7, "~": 0.3}
-
-#: An image counts as in-distribution when the probes' score reaches this (clean renders score about
-#: 0.9, pure noise about 0; notebook 00 shows the calibration).
-IN_DISTRIBUTION = 0.5
 
 #: What the paper predicts for a latent space that synthesises "in the strict sense" (Sec. 2.1: "these
 #: representations are dense, smooth, organized, and relevant").
@@ -163,12 +160,13 @@ def probe_features(probes, images) -> np.ndarray:
 def density(space: Space, probes, n: int = 512, seed: int = 0) -> PropertyResult:
     """Share of points sampled from the space's own distribution that decode to in-distribution images.
 
-    ``value = mean_i [ in_distribution(decode(x_i)) >= IN_DISTRIBUTION ]`` with ``x_i ~ space.sample``.
+    ``value = mean_i [ in_distribution(decode(x_i)) >= IN_DISTRIBUTION_THRESHOLD ]``, ``x_i ~ space.sample``
+    (the threshold is the probes' calibrated one, :data:`latentkit.probes.IN_DISTRIBUTION_THRESHOLD`).
     The interval resamples the ``n`` points.
     """
     points = space.sample(n, _generator(seed))
     scores = np.asarray(probes.in_distribution(space.decode(points)))
-    ok = (scores >= IN_DISTRIBUTION).astype(float)
+    ok = (scores >= IN_DISTRIBUTION_THRESHOLD).astype(float)
     return PropertyResult(
         "density",
         space.name,
@@ -217,9 +215,11 @@ def smoothness(
         mean_speed = s[k].mean() if k.any() else 0.0
         return 1.0 if mean_speed == 0 else min(1.0, chord[idx].mean() / mean_speed)
 
-    origin_ok = np.asarray(probes.in_distribution(space.decode(a))) >= IN_DISTRIBUTION
+    origin_ok = np.asarray(probes.in_distribution(space.decode(a))) >= IN_DISTRIBUTION_THRESHOLD
     near = space.perturb(a, step, gen)
-    near_ok = (np.asarray(probes.in_distribution(space.decode(near))) >= IN_DISTRIBUTION).astype(float)
+    near_ok = (np.asarray(probes.in_distribution(space.decode(near))) >= IN_DISTRIBUTION_THRESHOLD).astype(
+        float
+    )
     # Condition on valid origins when there are enough of them; otherwise judge every step.
     stays = near_ok[origin_ok] if origin_ok.sum() >= 10 else near_ok
 
@@ -449,7 +449,6 @@ def verdict_grid(results: list[PropertyResult]):
 
 
 __all__ = [
-    "IN_DISTRIBUTION",
     "PROPERTIES",
     "PropertyResult",
     "STRICT_SYNTHESIS",
