@@ -54,7 +54,8 @@ def save_weights(folder: str, filename: str, module, config: dict) -> Path:
     Args:
         folder: the organism's folder under :func:`data_dir`, e.g. ``"autoencoder"``.
         filename: the weights file, e.g. ``"autoencoder.safetensors"``.
-        module: the trained ``torch.nn.Module``.
+        module: the trained ``torch.nn.Module``, or its state dict (e.g.
+            :func:`latentkit.models.codec.own_state`, which leaves a shared frozen part out).
         config: what its loader needs to rebuild it, plus provenance (steps, recipe, ...).
 
     Returns:
@@ -66,7 +67,8 @@ def save_weights(folder: str, filename: str, module, config: dict) -> Path:
 
     out = data_dir() / folder
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().half().contiguous() for k, v in module.state_dict().items()}
+    state = module if isinstance(module, dict) else module.state_dict()
+    state = {k: v.detach().half().contiguous() for k, v in state.items()}
     save_file(state, str(out / filename))
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return out

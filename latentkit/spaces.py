@@ -338,13 +338,28 @@ def gan_z_space(generator, device: str = "cpu") -> GaussianSpace:
     )
 
 
-def gan_w_space(generator, device: str = "cpu") -> MappedSpace:
-    """The intermediate ``w = mapping(z)`` of :class:`latentkit.models.gan.Generator` (notebook 02)."""
+def gan_w_space(generator, device: str = "cpu", truncation: float = 1.0) -> MappedSpace:
+    """The intermediate ``w = mapping(z)`` of :class:`latentkit.models.gan.Generator` (notebook 02).
+
+    Args:
+        truncation: StyleGAN's truncation trick when below 1: every sample is pulled towards the mean w,
+            ``w_mean + truncation * (w - w_mean)``, trading variety for image quality. The space is then
+            that narrower distribution, and its name says so.
+    """
+    if not 0 < truncation <= 1:
+        raise ValueError(f"truncation must be in (0, 1] (1: none; StyleGAN often uses 0.7), got {truncation}")
     generator = generator.to(device).eval()
+    mean = generator.w_mean
+
+    def mapping(z: torch.Tensor) -> torch.Tensor:
+        w = generator.mapping(z)
+        return w if truncation == 1 else mean + truncation * (w - mean)
+
+    suffix = "" if truncation == 1 else f", truncation {truncation:g}"
     return MappedSpace(
-        f"GAN w ({generator.w_dim} dims)",
-        mapping=generator.mapping,
-        decoder=generator.synthesis,
+        f"GAN w ({generator.w_dim} dims{suffix})",
+        mapping=mapping,
+        decoder=generator.render,
         z_dim=generator.z_dim,
         device=device,
     )

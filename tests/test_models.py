@@ -1,4 +1,5 @@
-"""The autoencoder, VAE and GAN organisms: shapes, fp16 export/load round trip, clear errors, their spaces."""
+"""The autoencoder, VAE and GAN organisms: their shared picture codec, shapes, fp16 export/load round trip
+(the codec left out of the weights), clear errors, their spaces."""
 
 import json
 
@@ -7,12 +8,26 @@ import pytest
 import torch
 
 from latentkit.models.autoencoder import Autoencoder, load_autoencoder
-from latentkit.models.gan import Discriminator, Generator, load_gan
+from latentkit.models.codec import CODE_SHAPE, load_codec, load_own_state, own_state
+from latentkit.models.gan import Generator, discriminator, load_gan
 from latentkit.models.vae import VAE, load_vae
+from latentkit.paths import data_dir
+from latentkit.probes import load_probes
 from latentkit.spaces import autoencoder_space, gan_w_space, gan_z_space, vae_space
+from latentkit.world import World
 
 torch.set_num_threads(1)
-TINY = {"width": 8}  # tiny builds: the tests check wiring, not quality
+
+
+@pytest.fixture(scope="module")
+def codec():
+    return load_codec()
+
+
+@pytest.fixture(scope="module")
+def tiny(codec):
+    """Tiny builds sharing the shipped codec: the tests check wiring, not quality."""
+    return {"width": 8, "codec": codec}
 
 
 @pytest.fixture
@@ -20,37 +35,80 @@ def images():
     return torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 
 
-def test_autoencoder_shapes(images):
-    ae = Autoencoder(latent_dim=3, **TINY).eval()
+def test_the_codec_gives_world_images_back(codec):
+    """The codec is the diffusion organism's VAE: a world image survives encode -> decode, factors and all."""
+    batch = World(64).sample(64, seed=3)
+    x = torch.from_numpy(batch.images).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        codes = codec.encode(x)
+        back = codec.decode(codes)
+    assert codes.shape == (64, *CODE_SHAPE)
+    assert 0.7 < codes.std() < 1.4  # scaled to about unit variance
+    assert float(((back - x) ** 2).mean()) < 0.01
+    readout = load_probes().read((back.permute(0, 2, 3, 1) * 255).round().byte().numpy())
+    agree = readout.agreement(batch.factors)
+    assert agree["color"].mean() > 0.9 and agree["background"].mean() > 0.9
+
+
+def test_the_codec_stays_frozen(tiny):
+    ae = Autoencoder(**tiny).train()
+    assert not ae.codec.training and ae.encoder.training
+    assert not any(p.requires_grad for p in ae.codec.parameters())
+    assert all(p.requires_grad for p in ae.encoder.parameters())
+
+
+def test_own_state_leaves_the_codec_out_and_loading_is_strict(tiny):
+    ae = Autoencoder(**tiny)
+    state = own_state(ae)
+    assert state and not any(k.startswith("codec.") for k in state)
+    assert {"code_mean", "code_chol"} <= set(state)
+    other = Autoencoder(**tiny)
+    load_own_state(other, state)
+    torch.testing.assert_close(other.decoder.fc[0].weight, ae.decoder.fc[0].weight)
+    with pytest.raises(RuntimeError, match="retrain"):
+        load_own_state(other, {k: v for k, v in state.items() if k != "code_mean"})
+    with pytest.raises(RuntimeError, match="unexpected"):
+        load_own_state(other, {**state, "extra.weight": torch.zeros(1)})
+
+
+def test_a_missing_codec_says_how_to_make_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("LATENTKIT_DATA", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="python -m latentkit.recipes sd_vae"):
+        load_codec()
+
+
+def test_autoencoder_shapes(images, tiny):
+    ae = Autoencoder(latent_dim=3, **tiny).eval()
     codes = ae.encode(images)
     assert codes.shape == (4, 3)
     out = ae.decode(codes)
     assert out.shape == (4, 3, 64, 64) and 0 <= out.min() and out.max() <= 1
 
 
-def test_vae_shapes_and_loss(images):
-    vae = VAE(latent_dim=6, beta=2.0, **TINY)
+def test_vae_shapes_and_loss(images, tiny):
+    vae = VAE(latent_dim=6, beta=2.0, **tiny)
     mu, logvar = vae.encode(images)
     assert mu.shape == logvar.shape == (4, 6)
-    losses = vae.loss(images, torch.Generator().manual_seed(0))
+    losses = vae.loss(vae.codec.encode(images), torch.Generator().manual_seed(0))
     assert set(losses) == {"loss", "recon", "kl"}
     torch.testing.assert_close(losses["loss"], losses["recon"] + 2.0 * losses["kl"])
     assert vae.decode(torch.randn(2, 6)).shape == (2, 3, 64, 64)
 
 
-def test_gan_shapes(images):
-    gen = Generator(z_dim=16, w_dim=12, **TINY).eval()
+def test_gan_shapes(images, tiny):
+    gen = Generator(z_dim=16, w_dim=12, **tiny).eval()
     z = torch.randn(4, 16)
     w = gen.mapping(z)
     assert w.shape == (4, 12)
-    torch.testing.assert_close(gen(z), gen.synthesis(w))
+    torch.testing.assert_close(gen(z), gen.render(w))
     assert gen(z).shape == (4, 3, 64, 64)
-    assert Discriminator(**TINY)(images).shape == (4,)
+    assert gen.synthesis(w).shape == (4, *CODE_SHAPE)
+    assert discriminator(width=8)(gen.codec.encode(images)).shape == (4, 1)
 
 
-def test_spaces_of_the_organisms():
+def test_spaces_of_the_organisms(tiny):
     gen = torch.Generator().manual_seed(0)
-    ae, vae, gan = Autoencoder(**TINY), VAE(latent_dim=5, **TINY), Generator(z_dim=16, w_dim=12, **TINY)
+    ae, vae, gan = Autoencoder(**tiny), VAE(latent_dim=5, **tiny), Generator(z_dim=16, w_dim=12, **tiny)
     for space, dim in [
         (autoencoder_space(ae), 3),
         (vae_space(vae), 5),
@@ -67,8 +125,8 @@ def test_spaces_of_the_organisms():
         gan_z_space(gan).encode(np.zeros((1, 64, 64, 3), np.uint8))
 
 
-def test_autoencoder_samples_from_its_fitted_gaussian():
-    ae = Autoencoder(**TINY)
+def test_autoencoder_samples_from_its_fitted_gaussian(tiny):
+    ae = Autoencoder(**tiny)
     ae.code_mean.copy_(torch.tensor([5.0, -5.0, 0.0]))
     ae.code_chol.copy_(torch.diag(torch.tensor([0.1, 0.1, 2.0])))
     points = autoencoder_space(ae).sample(4000, torch.Generator().manual_seed(0))
@@ -80,6 +138,8 @@ def test_autoencoder_samples_from_its_fitted_gaussian():
 def test_export_and_load_round_trip(name, tmp_path, monkeypatch):
     import importlib
 
+    (tmp_path / "tiny-sd").mkdir()
+    (tmp_path / "tiny-sd" / "vae").symlink_to(data_dir() / "tiny-sd" / "vae")  # the codec the models share
     monkeypatch.setenv("LATENTKIT_DATA", str(tmp_path))
     recipe = importlib.import_module(f"latentkit.recipes.{name}")
     torch.manual_seed(0)
@@ -101,6 +161,10 @@ def test_export_and_load_round_trip(name, tmp_path, monkeypatch):
     folder = tmp_path / name
     weights = next(folder.glob("*.safetensors"))
     assert weights.stat().st_size < 5 * 2**20, "shipped weights must stay under 5 MB"
+    from safetensors import safe_open
+
+    with safe_open(str(weights), "pt") as f:
+        assert not [k for k in f.keys() if k.startswith("codec.")], "the shared codec ships once, in tiny-sd"
     assert json.loads((folder / "config.json").read_text())["trained_steps"] == 1
     loaded = loader("cpu")
     with torch.no_grad():
@@ -114,3 +178,22 @@ def test_missing_weights_say_how_to_get_them(loader, recipe, tmp_path, monkeypat
     monkeypatch.setenv("LATENTKIT_DATA", str(tmp_path))
     with pytest.raises(FileNotFoundError, match=f"python -m latentkit.recipes {recipe}"):
         loader()
+
+
+def test_recipes_train_the_codec_before_the_models_that_draw_through_it():
+    from latentkit.recipes.__main__ import ORDER
+
+    for name in ("autoencoder", "vae", "gan"):
+        assert ORDER.index("sd_vae") < ORDER.index(name)
+
+
+def test_truncation_pulls_w_towards_its_mean(tiny):
+    gan = Generator(z_dim=16, w_dim=12, **tiny)
+    gan.w_mean.copy_(torch.linspace(-1, 1, 12))
+    full, half = gan_w_space(gan), gan_w_space(gan, truncation=0.5)
+    assert "truncation 0.5" in half.name and "truncation" not in full.name
+    w = full.sample(64, torch.Generator().manual_seed(0))
+    w_half = half.sample(64, torch.Generator().manual_seed(0))  # the same z
+    torch.testing.assert_close(w_half - gan.w_mean, 0.5 * (w - gan.w_mean))
+    with pytest.raises(ValueError, match="truncation"):
+        gan_w_space(gan, truncation=1.5)

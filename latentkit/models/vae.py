@@ -6,6 +6,9 @@ images together fill the prior ``N(0, I)``. That is what makes the latent space 
 point drawn from the prior should decode to a plausible image. ``beta > 1`` (Higgins et al., 2017) trades
 reconstruction for a tidier, more disentangled space, the "independent directions" of Sec. 2.1.
 
+Like the autoencoder, it works in the picture code of :mod:`latentkit.models.codec` (the diffusion
+organism's frozen VAE): the latent ``z`` wholly determines the image.
+
 Trained by ``python -m latentkit.recipes vae``; weights in ``data/vae/``.
 
 Example::
@@ -20,80 +23,60 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from latentkit.models.codec import ImageCodec, LatentDecoder, LatentEncoder, load_codec, load_own_state
 from latentkit.paths import load_weights
 
 
-def _down(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 4, 2, 1), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2))
-
-
-def _up(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, 2, 1), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2))
-
-
 class VAE(nn.Module):
-    """Gaussian encoder ``q(z|x)``, prior ``N(0, I)``, decoder ``p(x|z)``; images (N, 3, 64, 64) in [0, 1].
+    """Gaussian encoder ``q(z|x)``, prior ``N(0, I)``, decoder ``p(x|z)``, through the frozen picture codec.
 
     Args:
         latent_dim: dimensions of z.
-        width: channels of the first convolution; the deepest layers have ``4 * width``.
+        width: channels of the convolutional stacks at 16x16 (see :class:`LatentEncoder`).
         beta: weight of the KL term in :meth:`loss` (1: the plain VAE).
+        codec: the picture codec (default: the shipped one, :func:`load_codec`).
     """
 
-    def __init__(self, latent_dim: int = 10, width: int = 32, beta: float = 1.0):
+    def __init__(
+        self, latent_dim: int = 10, width: int = 64, beta: float = 1.0, codec: ImageCodec | None = None
+    ):
         super().__init__()
         self.latent_dim, self.width, self.beta = latent_dim, width, beta
-        w = width
-        self.encoder = nn.Sequential(
-            _down(3, w),  # (N, w, 32, 32)
-            _down(w, 2 * w),  # (N, 2w, 16, 16)
-            _down(2 * w, 4 * w),  # (N, 4w, 8, 8)
-            _down(4 * w, 4 * w),  # (N, 4w, 4, 4)
-            nn.Flatten(),  # (N, 64w)
-            nn.Linear(64 * w, 256),
-            nn.LeakyReLU(0.2),
-            nn.Linear(256, 2 * latent_dim),  # (N, 2 * latent_dim): mu and log-variance
-        )
-        self.decoder_in = nn.Sequential(
-            nn.Linear(latent_dim, 256), nn.LeakyReLU(0.2), nn.Linear(256, 64 * w), nn.LeakyReLU(0.2)
-        )
-        self.decoder = nn.Sequential(
-            _up(4 * w, 4 * w),  # (N, 4w, 8, 8)
-            _up(4 * w, 2 * w),  # (N, 2w, 16, 16)
-            _up(2 * w, w),  # (N, w, 32, 32)
-            nn.ConvTranspose2d(w, 3, 4, 2, 1),  # (N, 3, 64, 64)
-            nn.Sigmoid(),
-        )
+        self.codec = codec if codec is not None else load_codec()
+        self.encoder = LatentEncoder(2 * latent_dim, width)  # picture code -> mu and log-variance
+        self.decoder = LatentDecoder(latent_dim, width)  # z -> picture code
+
+    def posterior(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 4, 16, 16) picture codes -> ``mu, logvar``, each (N, latent_dim)."""
+        mu, logvar = self.encoder(codes).chunk(2, dim=1)
+        return mu, logvar.clamp(-12, 6)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, 3, 64, 64) in [0, 1] -> ``mu, logvar``, each (N, latent_dim)."""
-        mu, logvar = self.encoder((x - 0.5) / 0.5).chunk(2, dim=1)
-        return mu, logvar.clamp(-12, 6)
+        return self.posterior(self.codec.encode(x))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """(N, latent_dim) -> (N, 3, 64, 64) in [0, 1]."""
-        h = self.decoder_in(z).view(-1, 4 * self.width, 4, 4)  # (N, 4w, 4, 4)
-        return self.decoder(h)
+        return self.codec.decode(self.decoder(z))
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
-        """Encode, draw ``z = mu + sigma * eps`` (the reparameterisation trick), decode.
-
-        Returns:
-            ``recon (N, 3, 64, 64), mu (N, latent_dim), logvar (N, latent_dim)``.
-        """
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Encode, draw ``z = mu + sigma * eps`` (the reparameterisation trick), decode: (N, 3, 64, 64)."""
         mu, logvar = self.encode(x)
         eps = torch.randn(mu.shape, generator=generator, device=mu.device)
-        z = mu + torch.exp(0.5 * logvar) * eps  # (N, latent_dim)
-        return self.decode(z), mu, logvar
+        return self.decode(mu + torch.exp(0.5 * logvar) * eps)
 
-    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Negative ELBO per image: summed squared error + ``beta`` * KL(q(z|x) || N(0, I)).
+    def loss(self, codes: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Negative ELBO per image, on picture codes: summed squared error + ``beta`` * KL(q(z|x) || N(0, I)).
+
+        Training never leaves the codec's format (the codec is frozen), so it takes (N, 4, 16, 16) codes.
 
         Returns:
             dict with ``loss``, ``recon`` and ``kl`` (scalars, means over the batch).
         """
-        recon, mu, logvar = self(x, generator)
-        rec = ((recon - x) ** 2).sum((1, 2, 3)).mean()
+        mu, logvar = self.posterior(codes)
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device)
+        recon = self.decoder(mu + torch.exp(0.5 * logvar) * eps)  # (N, 4, 16, 16)
+        rec = ((recon - codes) ** 2).sum((1, 2, 3)).mean()
         kl = (0.5 * (mu**2 + logvar.exp() - 1 - logvar)).sum(1).mean()
         return {"loss": rec + self.beta * kl, "recon": rec, "kl": kl}
 
@@ -111,7 +94,7 @@ def load_vae(device: str = "cpu") -> VAE:
 
     state, cfg = load_weights("vae", "vae.safetensors", recipe="vae")
     model = VAE(latent_dim=cfg["latent_dim"], width=cfg["width"], beta=cfg["beta"])
-    model.load_state_dict(state)
+    load_own_state(model, state)
     return model.to(resolve_device(device)).eval()
 
 

@@ -1,9 +1,10 @@
 """``python -m latentkit.recipes all|RECIPE [--steps N] [--device D] [--fresh]``.
 
-Recipes, in the order ``all`` runs them: ``probes`` (every quality report needs them), the organisms of
-Sec. 2 (``autoencoder``, ``vae``, ``gan``), then the miniature Stable Diffusion's parts, each needing the
-ones before it: ``clip`` (text encoder), ``sd_vae`` (its AutoencoderKL), ``unet`` (trains the U-Net, then
-assembles and exports the pipeline), then ``dit`` (the transformer organism: SD3's MMDiT on the same VAE
+Recipes, in the order ``all`` runs them: ``probes`` (every quality report needs them), then the miniature
+Stable Diffusion's parts, each needing the ones before it: ``clip`` (text encoder), ``sd_vae`` (its
+AutoencoderKL), ``unet`` (trains the U-Net, then assembles and exports the pipeline); then the organisms
+of Sec. 2 (``autoencoder``, ``vae``, ``gan``), which draw in the picture code of that AutoencoderKL
+(:mod:`latentkit.models.codec`); then ``dit`` (the transformer organism: SD3's MMDiT on the same VAE
 latents and CLIP, exported as a second pipeline). ``all`` skips a recipe whose weights are already exported
 (when the recipe can tell, via ``is_exported()``), unless ``--fresh``. An interrupted recipe resumes from its
 checkpoint in the cache (``LATENTKIT_CACHE``).
@@ -18,7 +19,7 @@ import time
 
 ORDER = tuple(
     name
-    for name in ("probes", "autoencoder", "vae", "gan", "clip", "sd_vae", "unet", "dit")
+    for name in ("probes", "clip", "sd_vae", "unet", "autoencoder", "vae", "gan", "dit")
     if importlib.util.find_spec(f"latentkit.recipes.{name}") is not None
 )
 

@@ -1,9 +1,11 @@
 """Train the three-neuron autoencoder (``python -m latentkit.recipes autoencoder``).
 
-Plain reconstruction training: mean squared error between image and reconstruction, images rendered on
-the fly (step ``s`` draws from the generator seeded with ``(seed, s)``, so a resumed run sees exactly the
-images an uninterrupted one would have seen). After training, a Gaussian is fitted to the codes of 4096
-fresh images: the autoencoder's sampling distribution (see :mod:`latentkit.models.autoencoder`).
+Plain reconstruction training in the picture code of :mod:`latentkit.models.codec`: mean squared error
+between a world image's code and its reconstruction through the three neurons. The codes come from
+:func:`latentkit.recipes.common.picture_codes` (65,536 world images, encoded once and cached), and step
+``s`` draws its batch with a generator seeded by ``(seed, s)``, so a resumed run sees exactly the batches an
+uninterrupted one would have seen. After training, a Gaussian is fitted to the bottleneck codes of 4096
+training images: the autoencoder's sampling distribution (see :mod:`latentkit.models.autoencoder`).
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ from tqdm.auto import tqdm
 
 from latentkit import resolve_device
 from latentkit.models.autoencoder import Autoencoder
+from latentkit.models.codec import own_state
 from latentkit.paths import data_dir, save_weights
 from latentkit.recipes.common import (
+    batch_of,
     clear_checkpoint,
     load_checkpoint,
+    picture_codes,
     save_checkpoint,
     set_threads,
     warmup_cosine,
@@ -28,7 +33,7 @@ from latentkit.recipes.common import (
 from latentkit.world import World
 
 NAME = "autoencoder"
-STEPS = 2500
+STEPS = 8000
 
 
 def images_tensor(images: np.ndarray, device: str) -> torch.Tensor:
@@ -39,7 +44,7 @@ def images_tensor(images: np.ndarray, device: str) -> torch.Tensor:
 def train(
     steps: int = STEPS,
     batch_size: int = 64,
-    lr: float = 2e-3,
+    lr: float = 1e-3,
     device: str = "auto",
     fresh: bool = False,
     seed: int = 0,
@@ -48,9 +53,11 @@ def train(
     set_threads()
     device = resolve_device(device)
     torch.manual_seed(seed)
-    world = World(64)
+    codes = picture_codes()
     model = Autoencoder(latent_dim=3).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW(
+        [*model.encoder.parameters(), *model.decoder.parameters()], lr=lr, weight_decay=1e-4
+    )
     if fresh:
         clear_checkpoint(NAME)
     start = load_checkpoint(NAME, model=model, opt=opt)
@@ -58,10 +65,9 @@ def train(
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=NAME, smoothing=0.05)
     for step in bar:
         for group in opt.param_groups:
-            group["lr"] = lr * warmup_cosine(step, steps, warmup=100)
-        batch = world.sample(batch_size, seed=np.random.default_rng([seed, step]))
-        x = images_tensor(batch.images, device)  # (B, 3, 64, 64)
-        loss = F.mse_loss(model(x), x)
+            group["lr"] = lr * warmup_cosine(step, steps, warmup=200)
+        x = batch_of(codes, batch_size, seed, step).to(device)  # (B, 4, 16, 16) picture codes
+        loss = F.mse_loss(model.decoder(model.encoder(x)), x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -73,10 +79,9 @@ def train(
 
 
 @torch.no_grad()
-def fit_code_distribution(model: Autoencoder, n: int = 4096, seed: int = 1) -> None:
-    """Fit ``code_mean`` and ``code_chol`` (Cholesky factor of the covariance) to codes of fresh images."""
-    images = World(64).sample(n, seed=np.random.default_rng([seed, 10**6])).images
-    codes = torch.cat([model.encode(images_tensor(chunk, "cpu")) for chunk in np.array_split(images, 16)])
+def fit_code_distribution(model: Autoencoder, n: int = 4096) -> None:
+    """Set ``code_mean`` and ``code_chol`` (Cholesky factor of the covariance) from ``n`` training images."""
+    codes = model.encoder(picture_codes()[:n])
     model.code_mean.copy_(codes.mean(0))
     cov = torch.cov(codes.T) + 1e-6 * torch.eye(model.latent_dim)
     model.code_chol.copy_(torch.linalg.cholesky(cov))
@@ -84,14 +89,14 @@ def fit_code_distribution(model: Autoencoder, n: int = 4096, seed: int = 1) -> N
 
 @torch.no_grad()
 def reconstruction_mse(model: Autoencoder, n: int = 1024, seed: int = 2) -> float:
-    """Mean squared error on ``n`` images never seen in training."""
+    """Mean squared pixel error (images in [0, 1]) on ``n`` images never seen in training."""
     images = World(64).sample(n, seed=np.random.default_rng([seed, 10**6])).images
     x = images_tensor(images, "cpu")
-    return float(F.mse_loss(model(x), x))
+    return float(F.mse_loss(torch.cat([model(c) for c in x.split(256)]), x))
 
 
 def export(model: Autoencoder, steps: int, seconds: float) -> None:
-    """Write ``data/autoencoder/autoencoder.safetensors`` (fp16) and its ``config.json``."""
+    """Write ``data/autoencoder/autoencoder.safetensors`` (fp16, codec left out) and ``config.json``."""
     config = {
         **model.config(),
         "image_size": 64,
@@ -100,7 +105,7 @@ def export(model: Autoencoder, steps: int, seconds: float) -> None:
         "heldout_mse": round(reconstruction_mse(model), 5),
         "recipe": __name__,
     }
-    save_weights(NAME, "autoencoder.safetensors", model, config)
+    save_weights(NAME, "autoencoder.safetensors", own_state(model), config)
 
 
 def is_exported() -> bool:

@@ -132,3 +132,42 @@ def latest_ema(name: str, model: torch.nn.Module, recipe: str) -> torch.nn.Modul
         raise FileNotFoundError(f"no {name} checkpoint: run `python -m latentkit.recipes {recipe}`")
     print(f"{recipe}: exporting the EMA weights of step {step}")
     return ema.model
+
+
+def picture_codes(n: int = 65_536, seed: int = 7, device: str = "cpu") -> torch.Tensor:
+    """(n, 4, 16, 16) picture codes of fresh world images: the training set of the strict-sense organisms.
+
+    The autoencoder, the VAE and the GAN learn in the frozen codec's format
+    (:mod:`latentkit.models.codec`), so their images are encoded once (a few minutes on one CPU core)
+    and cached as ``<cache>/picture_codes_<n>_<seed>.pt`` (fp16); every later run, and every resumed one,
+    reads the same codes. Batch ``i`` of 256 images is rendered from the generator seeded with
+    ``(seed, i)``.
+    """
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from latentkit.models.codec import load_codec
+    from latentkit.world import World
+
+    path = cache_dir() / f"picture_codes_{n}_{seed}.pt"
+    if path.exists():
+        return torch.load(path, map_location="cpu").float()
+    codec, world, chunks = load_codec(device), World(64), []
+    with torch.no_grad():
+        for i in tqdm(range(-(-n // 256)), desc="encoding world images", unit="batch"):
+            images = world.sample(256, seed=np.random.default_rng([seed, i])).images
+            x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255).to(device)
+            chunks.append(codec.encode(x).half().cpu())
+    codes = torch.cat(chunks)[:n]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(codes, tmp)
+    os.replace(tmp, path)
+    return codes.float()
+
+
+def batch_of(codes: torch.Tensor, batch_size: int, seed: int, step: int) -> torch.Tensor:
+    """The training batch of ``step``: rows of ``codes`` drawn with a generator seeded by ``(seed, step)``,
+    so a resumed run sees exactly the batches an uninterrupted one would have seen."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    return codes[torch.randint(0, len(codes), (batch_size,), generator=g)]
