@@ -24,11 +24,16 @@ ORDER = tuple(
 )
 
 
-def _run(name: str, steps: int | None, device: str, fresh: bool) -> None:
+CONTINUABLE = ("unet", "dit")  # recipes that can continue from the shipped weights (--from-shipped)
+
+
+def _run(name: str, steps: int | None, device: str, fresh: bool, from_shipped: bool = False) -> None:
     module = importlib.import_module(f"latentkit.recipes.{name}")
     kwargs = {"device": device, "fresh": fresh}
     if steps is not None:
         kwargs["steps"] = steps
+    if from_shipped:
+        kwargs["from_shipped"] = True
     t0 = time.time()
     module.main(**kwargs)
     print(f"[{name}] done in {time.time() - t0:.0f} s")
@@ -40,9 +45,16 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="total steps (default: the recipe's)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 ...")
     parser.add_argument("--fresh", action="store_true", help="ignore checkpoints and exports")
+    parser.add_argument(
+        "--from-shipped",
+        action="store_true",
+        help=f"without a checkpoint, continue from the shipped weights ({', '.join(CONTINUABLE)} only)",
+    )
     args = parser.parse_args(argv)
+    if args.from_shipped and args.recipe not in CONTINUABLE:
+        parser.error(f"--from-shipped applies to {' and '.join(CONTINUABLE)}, not to {args.recipe!r}")
     if args.recipe != "all":
-        _run(args.recipe, args.steps, args.device, args.fresh)
+        _run(args.recipe, args.steps, args.device, args.fresh, args.from_shipped)
         return
     if args.steps is not None:
         parser.error("--steps applies to one recipe, not to 'all'")

@@ -50,6 +50,38 @@ def load_checkpoint(name: str, **state) -> int:
     return int(payload["step"])
 
 
+def start_or_resume(
+    name: str, model, ema: EMA, opt, shipped=None, shipped_steps: int = 0
+) -> tuple[int, int]:
+    """Where a training run starts: ``(step, stage_start)``.
+
+    With a checkpoint, it resumes exactly (``stage_start`` is read back from it). Without one, and with
+    ``shipped`` (a callable returning the exported module, e.g. the shipped U-Net), the model and its EMA
+    start from the shipped weights at step ``shipped_steps``: a new *stage* that continues a run whose
+    optimizer state was not kept (the learning rate warms up again from that step, see
+    :func:`stage_lr`). Otherwise it starts from scratch at step 0.
+    """
+    path = checkpoint_path(name)
+    if path.exists():
+        step = load_checkpoint(name, model=model, ema=ema, opt=opt)
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        return step, int(payload.get("stage_start", 0))
+    if shipped is None:
+        return 0, 0
+    weights = shipped().state_dict()
+    model.load_state_dict({k: v.float() for k, v in weights.items()})
+    ema.load_state_dict({k: v.float() for k, v in weights.items()})
+    print(f"{name}: no checkpoint; continuing from the shipped weights at step {shipped_steps}", flush=True)
+    return shipped_steps, shipped_steps
+
+
+def stage_lr(step: int, steps: int, warmup: int, stage_start: int) -> float:
+    """:func:`warmup_cosine` over the whole run, times a fresh linear warm-up from ``stage_start`` (a stage
+    continued from exported weights starts with a new optimizer, whose first steps must be small)."""
+    restart = 1.0 if stage_start == 0 else min(1.0, (step - stage_start + 1) / warmup)
+    return warmup_cosine(step, steps, warmup) * restart
+
+
 def clear_checkpoint(name: str) -> None:
     """Forget recipe ``name``'s progress (``--fresh``)."""
     checkpoint_path(name).unlink(missing_ok=True)

@@ -35,6 +35,7 @@ NAME = "tiny_sd3_transformer"
 # 2-core CPU shared with other work; 0.33 s/step with a free core). Held-out shape agreement 0.62 at 12,000
 # (the U-Net reaches 0.77 at 16,000): more helps.
 STEPS = 12_000
+SHIPPED_STEPS = 12_000  # the steps behind the shipped weights (where `--from-shipped` continues)
 BATCH = 32
 LR = 1e-3
 WARMUP = 200
@@ -55,9 +56,21 @@ def load_text_encoder(device: str = "cpu"):
     from latentkit.recipes.clip import NAME as CLIP_NAME
 
     clip = build_clip()
-    if not common.load_checkpoint(CLIP_NAME, model=clip):
-        raise FileNotFoundError("no tiny CLIP checkpoint: run `python -m latentkit.recipes clip`")
+    if not common.load_checkpoint(CLIP_NAME, model=clip):  # not trained here: the shipped tiny CLIP
+        from latentkit.models.tiny_sd import load_clip
+
+        clip = load_clip("cpu", dtype=torch.float32)
     return text_encoder_from_clip(clip).to(device).requires_grad_(False)
+
+
+def shipped_transformer():
+    """The shipped organism's ``SD3Transformer2DModel`` (fp16 EMA weights of :data:`SHIPPED_STEPS`)."""
+    from diffusers import SD3Transformer2DModel
+
+    from latentkit.models.tiny_dit import SD3_DIR
+    from latentkit.paths import shipped
+
+    return SD3Transformer2DModel.from_pretrained(shipped(SD3_DIR, "transformer"), local_files_only=True)
 
 
 @torch.no_grad()
@@ -93,8 +106,17 @@ def logit_normal(n: int, generator: torch.Generator) -> torch.Tensor:
     return torch.sigmoid(LOGIT_MEAN + LOGIT_STD * torch.randn(n, generator=generator))
 
 
-def train(steps: int = STEPS, device: str = "auto", fresh: bool = False, batch_size: int = BATCH):
-    """Train (or resume) the transformer for ``steps`` steps in total; returns the EMA transformer."""
+def train(
+    steps: int = STEPS,
+    device: str = "auto",
+    fresh: bool = False,
+    batch_size: int = BATCH,
+    from_shipped: bool = False,
+):
+    """Train (or resume) the transformer for ``steps`` steps in total; returns the EMA transformer.
+
+    ``from_shipped``: without a checkpoint, continue from the shipped transformer (:data:`SHIPPED_STEPS`).
+    """
     from latentkit import resolve_device, seed_everything
     from latentkit.models.tiny_dit import build_transformer, prompt_states
     from latentkit.recipes.unet import precompute
@@ -110,13 +132,15 @@ def train(steps: int = STEPS, device: str = "auto", fresh: bool = False, batch_s
     transformer = build_transformer().to(device)
     ema = common.EMA(transformer, decay=EMA_DECAY)
     opt = torch.optim.AdamW(transformer.parameters(), lr=LR, weight_decay=0.01)
-    start = common.load_checkpoint(NAME, model=transformer, ema=ema, opt=opt)
+    start, stage = common.start_or_resume(
+        NAME, transformer, ema, opt, shipped_transformer if from_shipped else None, SHIPPED_STEPS
+    )
     transformer.train()
     t0, bar = time.time(), tqdm(range(start, steps), initial=start, total=steps, desc="dit")
     losses = []
     for step in bar:
         for group in opt.param_groups:
-            group["lr"] = LR * common.warmup_cosine(step, steps, warmup=WARMUP)
+            group["lr"] = LR * common.stage_lr(step, steps, WARMUP, stage)
         gen = torch.Generator().manual_seed(SEED * 1_000_003 + step)  # a resumed run draws the same
         idx = torch.randint(0, len(mean), (batch_size,), generator=gen)
         eps0 = torch.randn(mean[idx].shape, generator=gen)
@@ -136,7 +160,18 @@ def train(steps: int = STEPS, device: str = "auto", fresh: bool = False, batch_s
         ).sample  # (B, 4, 16, 16)
         loss = (pred - velocity).pow(2).mean()
         losses.append(common.optimizer_step(loss, transformer, opt, ema, step))
-        common.after_step(NAME, step, steps, losses, bar, (t0, start), model=transformer, ema=ema, opt=opt)
+        common.after_step(
+            NAME,
+            step,
+            steps,
+            losses,
+            bar,
+            (t0, start),
+            model=transformer,
+            ema=ema,
+            opt=opt,
+            stage_start=stage,
+        )
     return ema.model.eval()
 
 
@@ -164,5 +199,5 @@ def is_exported() -> bool:
     return (data_dir() / SD3_DIR / "model_index.json").exists()
 
 
-def main(steps: int = STEPS, device: str = "auto", fresh: bool = False):
-    export(train(steps=steps, device=device, fresh=fresh))
+def main(steps: int = STEPS, device: str = "auto", fresh: bool = False, from_shipped: bool = False):
+    export(train(steps=steps, device=device, fresh=fresh, from_shipped=from_shipped))

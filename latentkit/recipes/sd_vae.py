@@ -190,10 +190,15 @@ def load_trained(device: str = "cpu"):
     """The trained VAE saved by :func:`export` (fp32, eval mode)."""
     from diffusers import AutoencoderKL
 
+    from latentkit.models.tiny_sd import SD_DIR
+    from latentkit.paths import data_dir
+
     path = parts_dir() / "vae"
+    if not (path / "config.json").exists():  # not trained here: the shipped organism's (fp16) VAE
+        path = data_dir() / SD_DIR / "vae"
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"{path} is missing: run `python -m latentkit.recipes sd_vae` first")
-    return AutoencoderKL.from_pretrained(path, local_files_only=True).to(device).eval()
+    return AutoencoderKL.from_pretrained(path, local_files_only=True).float().to(device).eval()
 
 
 def is_exported() -> bool:

@@ -32,6 +32,7 @@ NAME = "tiny_sd_unet"
 # uninterrupted run follows one schedule, so its weights differ slightly. Shape keeps improving with steps
 # (held-out shape agreement 0.20 at 2,400, 0.77 at 16,000): more helps.
 STEPS = 16_000
+SHIPPED_STEPS = 16_000  # the steps behind the shipped weights (where `--from-shipped` continues)
 BATCH = 32
 LR = 1e-3
 WARMUP = 200
@@ -78,10 +79,37 @@ def load_text_encoder(device: str = "cpu"):
     from latentkit.recipes.clip import NAME as CLIP_NAME
 
     clip = build_clip()
-    if not common.load_checkpoint(CLIP_NAME, model=clip):
-        raise FileNotFoundError("no tiny CLIP checkpoint: run `python -m latentkit.recipes clip`")
-    text = clip.text_model  # a CLIPTextModel with its own CLIPTextConfig (eos_token_id=3)
-    return text.to(device).eval().requires_grad_(False)
+    if common.load_checkpoint(CLIP_NAME, model=clip):
+        text = clip.text_model  # a CLIPTextModel with its own CLIPTextConfig (eos_token_id=3)
+    else:  # no training of our own here: the shipped organism's text encoder (the same weights, fp16)
+        text = shipped_text_encoder()
+    return text.float().to(device).eval().requires_grad_(False)
+
+
+def shipped_text_encoder():
+    """The shipped organism's ``CLIPTextModel`` (``data/tiny-sd/text_encoder``), with a teaching error."""
+    from transformers import CLIPTextModel
+
+    from latentkit.models.tiny_sd import SD_DIR
+    from latentkit.paths import data_dir
+
+    path = data_dir() / SD_DIR / "text_encoder"
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(
+            f"no tiny CLIP checkpoint and no shipped text encoder at {path}: "
+            "run `python -m latentkit.recipes clip` (or `git checkout data/`)"
+        )
+    return CLIPTextModel.from_pretrained(path, local_files_only=True)
+
+
+def shipped_unet():
+    """The shipped organism's U-Net (``data/tiny-sd/unet``, fp16 EMA weights of :data:`SHIPPED_STEPS`)."""
+    from diffusers import UNet2DConditionModel
+
+    from latentkit.models.tiny_sd import SD_DIR
+    from latentkit.paths import shipped
+
+    return UNet2DConditionModel.from_pretrained(shipped(SD_DIR, "unet"), local_files_only=True)
 
 
 @torch.no_grad()
@@ -138,8 +166,18 @@ def min_snr_weight(scheduler, t: torch.Tensor, gamma: float = MIN_SNR_GAMMA) -> 
     return (gamma + 1) / (snr + 1).clamp(min=gamma + 1)
 
 
-def train(steps: int = STEPS, device: str = "auto", fresh: bool = False, batch_size: int = BATCH):
-    """Train (or resume) the U-Net for ``steps`` steps in total; returns the EMA U-Net."""
+def train(
+    steps: int = STEPS,
+    device: str = "auto",
+    fresh: bool = False,
+    batch_size: int = BATCH,
+    from_shipped: bool = False,
+):
+    """Train (or resume) the U-Net for ``steps`` steps in total; returns the EMA U-Net.
+
+    ``from_shipped``: without a checkpoint, continue from the shipped U-Net (its :data:`SHIPPED_STEPS`
+    steps) instead of from scratch: a new stage with a fresh optimizer (see :func:`common.start_or_resume`).
+    """
     from latentkit import resolve_device, seed_everything
     from latentkit.models.tiny_sd import build_scheduler, build_unet
 
@@ -155,13 +193,15 @@ def train(steps: int = STEPS, device: str = "auto", fresh: bool = False, batch_s
     unet = build_unet().to(device)
     ema = common.EMA(unet, decay=EMA_DECAY)
     opt = torch.optim.AdamW(unet.parameters(), lr=LR, weight_decay=0.01)
-    start = common.load_checkpoint(NAME, model=unet, ema=ema, opt=opt)
+    start, stage = common.start_or_resume(
+        NAME, unet, ema, opt, shipped=shipped_unet if from_shipped else None, shipped_steps=SHIPPED_STEPS
+    )
     unet.train()
     t0, bar = time.time(), tqdm(range(start, steps), initial=start, total=steps, desc="unet")
     losses = []
     for step in bar:
         for group in opt.param_groups:
-            group["lr"] = LR * common.warmup_cosine(step, steps, warmup=WARMUP)
+            group["lr"] = LR * common.stage_lr(step, steps, WARMUP, stage)
         gen = torch.Generator().manual_seed(SEED * 1_000_003 + step)  # a resumed run draws the same
         idx = torch.randint(0, len(mean), (batch_size,), generator=gen)
         eps0 = torch.randn(mean[idx].shape, generator=gen)
@@ -178,7 +218,9 @@ def train(steps: int = STEPS, device: str = "auto", fresh: bool = False, batch_s
         per_sample = (pred - v).pow(2).mean(dim=(1, 2, 3))
         loss = (min_snr_weight(scheduler, t) * per_sample).mean()
         losses.append(common.optimizer_step(loss, unet, opt, ema, step))
-        common.after_step(NAME, step, steps, losses, bar, (t0, start), model=unet, ema=ema, opt=opt)
+        common.after_step(
+            NAME, step, steps, losses, bar, (t0, start), model=unet, ema=ema, opt=opt, stage_start=stage
+        )
     return ema.model.eval()
 
 
@@ -206,5 +248,5 @@ def is_exported() -> bool:
     return (data_dir() / SD_DIR / "model_index.json").exists()
 
 
-def main(steps: int = STEPS, device: str = "auto", fresh: bool = False):
-    export(train(steps=steps, device=device, fresh=fresh))
+def main(steps: int = STEPS, device: str = "auto", fresh: bool = False, from_shipped: bool = False):
+    export(train(steps=steps, device=device, fresh=fresh, from_shipped=from_shipped))
