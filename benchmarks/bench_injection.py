@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from latentkit import injection, layers, tiny
+from latentkit import run as runner
 
 
 def best_time(fn: Callable[[], Any], repeats: int) -> float:
@@ -63,7 +64,7 @@ def run(
     names = layers.layer_names(pipe)
     rows = [edit, original] + [original] * len(names)
     timings = {
-        "plain": best_time(lambda: injection.generate(pipe, rows, **pipe_kwargs), repeats),
+        "plain": best_time(lambda: runner.generate(pipe, rows, **pipe_kwargs), repeats),
         "sweep": best_time(lambda: injection.sweep(pipe, original, edit, names, **pipe_kwargs), repeats),
         "reference": best_time(
             lambda: injection.sweep_reference(pipe, original, edit, names, **pipe_kwargs), repeats

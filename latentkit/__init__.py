@@ -9,11 +9,17 @@ The package mirrors the paper's concepts, one module each:
   as measurements with confidence intervals and Fig. 4 verdicts;
 - :mod:`latentkit.models`: the model organisms (autoencoder, VAE, GAN, miniature Stable Diffusion);
 - :mod:`latentkit.layers`: name the layers of a diffusion model and hook them, temporarily;
+- :mod:`latentkit.run`: run a pipeline with hooks (patch layers, track steps, record activations): the one
+  way every experiment below calls a model;
 - :mod:`latentkit.injection`: the paper's layer-injection experiment (Sec. 3.1, Fig. 5);
+- :mod:`latentkit.aspects`: what each injected layer changes, read by the probes, with intervals;
+- :mod:`latentkit.candidates`: the candidate latent spaces of a diffusion model (Sec. 3, Fig. 4);
+- :mod:`latentkit.synthesis`: strict against broad synthesis, one index for every model (Sec. 4);
 - :mod:`latentkit.similarity`: image-similarity measures for images with no known factors;
 - :mod:`latentkit.tiny`: tiny random builds of every architecture the paper names, for tests;
 - :mod:`latentkit.alignment`: mutual k-NN and CKA between layers, across models (Sec. 3.1, PRH);
-- :mod:`latentkit.figures`: save figures for reuse.
+- :mod:`latentkit.figures`: save figures for reuse;
+- :mod:`latentkit.batch`, :mod:`latentkit.sweeps`, :mod:`latentkit.cli`: batch runs (local, Dask, SLURM).
 
 Submodules are imported lazily (``latentkit.world`` works after ``import latentkit``), so importing the
 package does no work and loads no model.
@@ -22,12 +28,19 @@ package does no work and loads no model.
 from __future__ import annotations
 
 import importlib
-import os
+import numbers
 import random
 
 __version__ = "0.1.0"
 
+# Every submodule, so that ``latentkit.<name>`` works for each (a test checks this list against the files).
 _SUBMODULES = {
+    "batch",
+    "candidates",
+    "cli",
+    "run",
+    "sweeps",
+    "synthesis",
     "world",
     "probes",
     "figures",
@@ -50,14 +63,19 @@ _SUBMODULES = {
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) so a notebook re-runs identically.
 
+    Python's string hashing is fixed when the interpreter starts, so it cannot be seeded here (setting
+    ``PYTHONHASHSEED`` now would only affect child processes); nothing in latentkit depends on it.
+
     Args:
         seed: any non-negative integer.
     """
     import numpy as np
 
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = int(seed)
     random.seed(seed)
     np.random.seed(seed)
-    os.environ["PYTHONHASHSEED"] = str(seed)
     try:
         import torch
     except ImportError:  # the world and its probes' numpy parts work without torch

@@ -172,14 +172,14 @@ def layer_activations(
 ) -> dict[str, torch.Tensor]:
     """Each layer's image-stream activation at chosen denoising steps, for one batch of generations.
 
-    The hooks exist only during the call (:func:`latentkit.layers.patched`). Two pipelines given the
+    Recorded by :func:`latentkit.run.record` (its hooks exist only during the call). Two pipelines given the
     same ``rows`` see the same inputs: the same prompts and, when their latents have the same shape
     (the two organisms share their VAE), the same initial noise.
 
     Args:
         pipe: a diffusers pipeline.
         rows: one dict of per-image arguments per input, e.g. ``{"prompt": caption, "seed": 3}`` (see
-            :func:`latentkit.injection.batch_inputs`).
+            :func:`latentkit.run.batch_inputs`).
         steps: step indices to record, 0 = the noisiest.
         layers: layer names (default: every layer of :func:`latentkit.layers.list_layers`).
         **call_kwargs: shared pipeline arguments (``num_inference_steps``, ``guidance_scale`` ...).
@@ -189,24 +189,10 @@ def layer_activations(
         H, W)`` for a U-Net layer, ``(N, S, tokens, D)`` for a transformer block. With classifier-free
         guidance, the conditional half (the prompt's pass, the last rows of the batch).
     """
-    from latentkit.injection import StepTracker, generate
     from latentkit.layers import layer_names
+    from latentkit.run import record
 
-    if not len(rows):
-        raise ValueError("no inputs: pass rows=[{'prompt': ..., 'seed': ...}, ...]")
-    steps = [int(s) for s in steps]
-    if not steps or len(set(steps)) != len(steps) or min(steps) < 0:
-        raise ValueError(f"steps must be distinct step indices >= 0, got {steps}")
     names = list(layers) if layers is not None else layer_names(pipe)
-    n = len(rows)
-    tracker = StepTracker()
-    seen: dict[str, dict[int, torch.Tensor]] = {name: {} for name in names}
-
-    def keep(act: torch.Tensor, name: str) -> None:  # act: (halves * N, ...), [uncond rows; cond rows]
-        if tracker.index in steps:
-            seen[name][tracker.index] = act.reshape(-1, n, *act.shape[1:])[-1].float().cpu()
-
-    generate(pipe, rows, dict.fromkeys(names, keep), tracker, **call_kwargs)
-    if missing := [s for s in steps if s not in seen[names[0]]]:
-        raise ValueError(f"steps {missing} were not run: the schedule has {tracker.index + 1} steps")
-    return {name: torch.stack([seen[name][s] for s in steps], 1) for name in names}
+    steps = [int(s) for s in steps]
+    recorded = record(pipe, rows, dict.fromkeys(names, steps), **call_kwargs)  # (N, S, halves, ...)
+    return {name: acts[:, :, -1] for name, acts in recorded.items()}

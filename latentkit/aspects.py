@@ -35,7 +35,6 @@ Used by notebook ``04_layer_injection``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from latentkit.injection import SweepResult, sweep
-from latentkit.layers import Layer
+from latentkit.layers import Layer, group_of, layer_label
 from latentkit.probes import IN_DISTRIBUTION_THRESHOLD, Probes
 from latentkit.similarity import SCORES, baseline_subtracted
 from latentkit.world import ASPECTS, FACTORS, HELD_OUT, caption_of, parse_caption
@@ -55,8 +54,11 @@ PROBE_ASPECTS = (*ASPECTS, "all", "whole", "in_distribution")
 #: :data:`latentkit.similarity.SCORES` (``color`` and ``texture`` both read the surface).
 SIMILARITY_MEASURES = {"ssim": "structure", "hue_saturation": "color", "lbp": "texture"}
 SIMILARITY_ASPECTS = tuple(SIMILARITY_MEASURES.values())
-#: E starts from the noise of ``seed + EDIT_SEED_OFFSET`` when O starts from ``seed``: different noise,
-#: so whatever E passes on comes from E's prompt, not from noise the two share.
+#: How O and E get their initial noise. ``"shared"``, the paper's protocol (its public code seeds both
+#: images with one generator): E starts from O's noise and differs only in its prompt, so an injected
+#: layer can only carry what the prompt changed. ``"separate"``: E starts from the noise of
+#: ``seed + EDIT_SEED_OFFSET``, so E also differs in its composition, and a layer may carry that too.
+NOISE_PROTOCOLS = ("shared", "separate")
 EDIT_SEED_OFFSET = 1000
 
 _ASPECT_OF = {factor: aspect for aspect, factors in ASPECTS.items() for factor in factors}
@@ -139,9 +141,13 @@ def iter_sweeps(
     pairs: Sequence[tuple[str | Mapping[str, Any], str | Mapping[str, Any]]],
     seeds: Sequence[int] = (0,),
     layers: Sequence[str] | None = None,
+    noise: str = "shared",
     **sweep_kwargs: Any,
 ) -> Iterator[Run]:
     """Yield one :class:`Run` per pair and seed (pair-major), one sweep each; see :func:`run_sweeps`."""
+    if noise not in NOISE_PROTOCOLS:
+        raise ValueError(f"noise must be one of {NOISE_PROTOCOLS}, got {noise!r}")
+    offset = 0 if noise == "shared" else EDIT_SEED_OFFSET
     if not len(pairs):
         raise ValueError("no O/E pairs given; make some with differing_pairs(n)")
     if not len(seeds):
@@ -150,7 +156,7 @@ def iter_sweeps(
         original, edit = _as_args(o), _as_args(e)
         for s in seeds:
             o_args = {**original, "seed": int(s)}
-            e_args = {**edit, "seed": int(s) + EDIT_SEED_OFFSET}
+            e_args = {**edit, "seed": int(s) + offset}
             yield Run(i, int(s), o_args, e_args, sweep(pipe, o_args, e_args, layers, **sweep_kwargs))
 
 
@@ -159,6 +165,7 @@ def run_sweeps(
     pairs: Sequence[tuple[str | Mapping[str, Any], str | Mapping[str, Any]]],
     seeds: Sequence[int] = (0,),
     layers: Sequence[str] | None = None,
+    noise: str = "shared",
     **sweep_kwargs: Any,
 ) -> list[Run]:
     """Run :func:`latentkit.injection.sweep` for every O/E pair and every seed.
@@ -167,14 +174,16 @@ def run_sweeps(
         pipe: a diffusers pipeline (the organism: :func:`latentkit.models.tiny_sd.load_organism`).
         pairs: ``(O, E)`` prompts (e.g. from :func:`differing_pairs`), or dicts of per-image arguments
             without a seed.
-        seeds: O starts from noise ``seed``, E from ``seed + EDIT_SEED_OFFSET``.
+        seeds: O starts from noise ``seed``; E from the same noise (``noise="shared"``, the paper's
+            protocol) or from ``seed + EDIT_SEED_OFFSET`` (``noise="separate"``).
         layers: layer names (default: every layer of :func:`latentkit.layers.list_layers`).
+        noise: ``"shared"`` or ``"separate"`` (:data:`NOISE_PROTOCOLS`).
         **sweep_kwargs: passed to the sweep (``num_inference_steps``, ``guidance_scale``, ``steps`` ...).
 
     Returns:
         ``len(pairs) * len(seeds)`` runs, pair-major. Cost: one generation at batch K + 2 per run.
     """
-    return list(iter_sweeps(pipe, pairs, seeds, layers, **sweep_kwargs))
+    return list(iter_sweeps(pipe, pairs, seeds, layers, noise, **sweep_kwargs))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -330,12 +339,6 @@ def _aspects_of(measure: str) -> tuple[str, ...]:
     )
 
 
-def _group_of(name: str) -> str:
-    """A U-Net layer's group from its name (``down``/``mid``/``up``), else ``""``."""
-    match = re.search(r"\.(down|mid|up)_block", name)
-    return match.group(1) if match else ""
-
-
 def _bootstrap(
     values: np.ndarray, rng: np.random.Generator, n_boot: int, level: float
 ) -> tuple[float, float]:
@@ -394,7 +397,7 @@ def aspect_table(
                 f"layers {unknown[:3]} of the observations are not in `layers`; pass list_layers(pipe)"
             )
     else:
-        meta = {name: (_group_of(name), depth) for depth, name in enumerate(names)}
+        meta = {name: (group_of(name), depth) for depth, name in enumerate(names)}
 
     expanded = [
         (row.pair, row.seed, row.layer, aspect, row.value)
@@ -526,31 +529,6 @@ def split_relevance(table: pd.DataFrame, high: float = 0.5, low: float = 0.25) -
     return SplitRelevance(best, specialised, top("all"), top("whole"), high, low)
 
 
-def layer_label(name: str) -> str:
-    """A short label for figures: ``"unet.up_blocks.1.attentions.0"`` -> ``"up1 attn0"``.
-
-    U-Net layers become ``<block><i> <res|attn|downsample|upsample><j>``, transformer blocks
-    ``block<i>`` or ``single<i>`` (``"transformer.single_transformer_blocks.3"`` -> ``"single3"``);
-    combinations join with ``+``.
-    """
-    parts = []
-    for one in name.split("+"):
-        one = re.sub(r"^(unet|transformer)\.", "", one)
-        one = re.sub(r"(down|up)_blocks\.(\d+)", r"\1\2", one).replace("mid_block", "mid")
-        one = re.sub(
-            r"(single_)?transformer_blocks\.(\d+)", lambda m: f"{'single' if m[1] else 'block'}{m[2]}", one
-        )
-        for long, short in (
-            ("resnets", "res"),
-            ("attentions", "attn"),
-            ("downsamplers", "downsample"),
-            ("upsamplers", "upsample"),
-        ):
-            one = re.sub(rf"\.{long}\.(\d+)", rf" {short}\1", one)
-        parts.append(one)
-    return "+".join(parts)
-
-
 def as_grid(table: pd.DataFrame, column: str = "mean") -> pd.DataFrame:
     """One column of :func:`aspect_table` as a layer x aspect grid (rows in depth order): the heat map."""
     if column not in table.columns:
@@ -562,6 +540,7 @@ def as_grid(table: pd.DataFrame, column: str = "mean") -> pd.DataFrame:
 
 __all__ = [
     "EDIT_SEED_OFFSET",
+    "NOISE_PROTOCOLS",
     "PROBE_ASPECTS",
     "SIMILARITY_ASPECTS",
     "SIMILARITY_MEASURES",
@@ -572,7 +551,6 @@ __all__ = [
     "aspect_table",
     "differing_pairs",
     "iter_sweeps",
-    "layer_label",
     "read_with_probes",
     "read_with_similarity",
     "run_sweeps",

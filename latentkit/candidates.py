@@ -26,8 +26,8 @@ noise; the text encoder's output for random training captions; the VAE latents o
 layer's activations in generations of random (caption, noise) pairs. "Noise from the space's own
 distribution" (Fig. 4's first probe, :meth:`DiffusionSpace.perturb`) is Gaussian with each
 coordinate's own spread, measured on the space's samples. The second probe of Fig. 4 adds the point of a
-content word (the paper's 'A dog'; here a shape, 'star': :data:`CONTENT_WORD`) to points of the space
-(:func:`word_walk`).
+content word (the paper's 'A dog'; here a shape, 'star') to points of the space; both probes, and the
+table of the paper's marks, are in :mod:`latentkit.fig4`; DDIM inversion in :mod:`latentkit.inversion`.
 
 The text spaces use the pipeline's own tokenizer and text encoder (``pipe.encode_prompt``), so the same
 code runs on a real Stable Diffusion 1.x/2.x (:func:`latentkit.models.real.load_pipeline`). Used by
@@ -53,30 +53,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from latentkit.injection import StepTracker, generate
+from latentkit.inversion import invert, schedule_timesteps
 from latentkit.layers import find_denoiser, resolve
-from latentkit.probes import IN_DISTRIBUTION_THRESHOLD
+from latentkit.run import StepTracker, generate, record
 from latentkit.spaces import Space, slerp
-from latentkit.world import FACTORS, SHAPES, Factors, World, caption_of, parse_caption
-
-#: The content word of the second probe (the paper adds the embedding of 'A dog'; the world has shapes).
-CONTENT_WORD = "star"
-
-#: Fig. 4 as the paper's text scores it (Sec. 3; the table itself is an image we do not have). ``?``:
-#: the text gives no mark. Keys are :attr:`DiffusionSpace.candidate`.
-PAPER_FIG4: dict[str, dict[str, str]] = {
-    # "certainly dense ... only partially smooth and relevant ... not organized in any way"
-    "initial noise": {"density": "V", "smoothness": "~", "organization": "X", "relevance": "~"},
-    # "rather dense and smooth ... not visually organized ... a remarkable influence (relevance)"
-    "text tokens": {"density": "~", "smoothness": "~", "organization": "X", "relevance": "V"},
-    # "(especially the embedding of the End of Sentence, EOS) ... not relevant to the final image"
-    "EOS / pooled": {"density": "V", "smoothness": "V", "organization": "X", "relevance": "X"},
-    # "neither dense, smooth, nor organized. Its relevance to the final image is purely arbitrary."
-    "VAE latent": {"density": "X", "smoothness": "X", "organization": "X", "relevance": "?"},
-    # Sec. 3 scores no layer; Sec. 3.1 and 4: relevance is split across layers, no layer decides all.
-    "h-space": {"density": "?", "smoothness": "?", "organization": "?", "relevance": "~"},
-    "denoiser layer": {"density": "?", "smoothness": "?", "organization": "?", "relevance": "~"},
-}
+from latentkit.world import FACTORS, Factors, World, parse_caption
 
 _REFERENCE_N = 512  # samples that estimate a space's centre and per-coordinate spread
 _DECODE_BATCH = 64  # images per pipeline call
@@ -129,14 +110,6 @@ def _noise_like(pipe, call: Mapping[str, Any], generator: torch.Generator | None
     width = call.get("width") or denoiser.config.sample_size * factor
     shape = (n, denoiser.config.in_channels, height // factor, width // factor)
     return torch.randn(shape, generator=generator)
-
-
-def with_shape(caption: str, shape: str = CONTENT_WORD) -> str:
-    """The caption with its shape word replaced: ``"a small red circle ..."`` -> ``"a small red star ..."``
-    (the content probe's caption)."""
-    if shape not in SHAPES:
-        raise ValueError(f"{shape!r} is not a shape of the world; use one of {SHAPES}")
-    return caption_of({**parse_caption(caption), "shape": shape})
 
 
 def render_captions(captions: Sequence[str], size: int = 64) -> np.ndarray:
@@ -242,7 +215,7 @@ class DiffusionSpace(Space):
         return self.points_of([self.base.prompt])
 
     def _rows(self, n: int, **per_image: torch.Tensor | str) -> list[dict[str, Any]]:
-        """``n`` per-image argument dicts for :func:`latentkit.injection.generate`."""
+        """``n`` per-image argument dicts for :func:`latentkit.run.generate`."""
         return [
             {k: (v if isinstance(v, str) else v[i : i + 1]) for k, v in per_image.items()} for i in range(n)
         ]
@@ -479,7 +452,7 @@ class LayerSpace(DiffusionSpace):
         rows = self._rows(len(captions), latents=noise)
         for row, caption in zip(rows, captions, strict=True):
             row["prompt"] = caption
-        return _record(self.pipe, rows, {self.layer: self.steps}, self.base.call)[self.layer]
+        return record(self.pipe, rows, {self.layer: self.steps}, **self.base.call)[self.layer]
 
     def _decode(self, points):
         tracker = StepTracker()
@@ -520,29 +493,8 @@ def _when(pipe, steps: tuple[int, ...], n_steps: int) -> str:
     if len(steps) == n_steps:
         return f"at every step of {n_steps}"
     if len(steps) == 1:
-        return f"at step {steps[0] + 1} (t={_timesteps(pipe, n_steps)[steps[0]]}) of {n_steps}"
+        return f"at step {steps[0] + 1} (t={schedule_timesteps(pipe, n_steps)[steps[0]]}) of {n_steps}"
     return f"at steps {', '.join(str(k + 1) for k in steps)} of {n_steps}"
-
-
-def _timesteps(pipe, n_steps: int) -> list[int]:
-    """The scheduler's timesteps (0..1000) for ``n_steps`` steps, from a copy of the scheduler."""
-    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
-    scheduler.set_timesteps(n_steps)
-    return [int(t) for t in scheduler.timesteps]
-
-
-def _record(pipe, rows, layers: Mapping[str, Sequence[int]], call) -> dict[str, torch.Tensor]:
-    """Run ``rows`` once; each layer's activations at its steps, (N, S, halves, ...) on the CPU."""
-    tracker = StepTracker()
-    seen: dict[str, dict[int, torch.Tensor]] = {name: {} for name in layers}
-    n = len(rows)
-
-    def keep(act: torch.Tensor, name: str) -> None:  # act: (halves * N, ...), [uncond rows; cond rows]
-        if tracker.index in layers[name]:
-            seen[name][tracker.index] = act.reshape(-1, n, *act.shape[1:]).transpose(0, 1).float().cpu()
-
-    generate(pipe, rows, dict.fromkeys(layers, keep), tracker, **call)
-    return {name: torch.stack([seen[name][k] for k in steps], 1) for name, steps in layers.items()}
 
 
 def record_layers(
@@ -565,278 +517,8 @@ def record_layers(
             {"prompt": c, "latents": noise[i : i + 1]}
             for i, c in enumerate(captions[start : start + _DECODE_BATCH], start)
         ]
-        parts.append(_record(pipe, rows, layers, base.call))
+        parts.append(record(pipe, rows, layers, **base.call))
     return {name: torch.cat([p[name] for p in parts]) for name in layers}
-
-
-# ---------------------------------------------------------------------------------------------------------
-# DDIM inversion: the initial noise of a given image
-
-
-@torch.no_grad()
-def invert(pipe, latents: torch.Tensor, caption: str, num_inference_steps: int) -> torch.Tensor:
-    """The initial noise from which the sampler would draw ``latents``: DDIM run backwards.
-
-    Deterministic DDIM is nearly invertible (Song et al., 2021): each step, read backwards, turns a
-    latent into a noisier one with the model's own prediction. The model is conditioned on ``caption``
-    alone (no classifier-free guidance, as in Mokady et al.'s null-text inversion), so sampling from the
-    result with guidance reproduces the image only approximately.
-
-    Args:
-        pipe: the pipeline (its denoiser, text encoder and scheduler's noise levels).
-        latents: (1, C, h, w) scaled VAE latents of the image.
-        caption: the image's caption.
-        num_inference_steps: the schedule to invert.
-
-    Returns:
-        (1, C, h, w) noise on the CPU.
-    """
-    _, denoiser = find_denoiser(pipe)
-    kind = pipe.scheduler.config.get("prediction_type", "epsilon")
-    if kind not in ("epsilon", "v_prediction"):
-        raise ValueError(f"invert handles epsilon and v_prediction models, not {kind!r}")
-    embeds, _ = pipe.encode_prompt([caption], pipe.device, 1, False)
-    alphas = pipe.scheduler.alphas_cumprod.double()
-    x = latents.double()
-    a_x = torch.tensor(1.0, dtype=torch.float64)  # noise level of x: clean at the start
-    for t in reversed(_timesteps(pipe, num_inference_steps)):  # from the least noisy step up
-        out = denoiser(x.to(pipe.device, denoiser.dtype), t, encoder_hidden_states=embeds).sample
-        out = out.double().cpu()
-        if kind == "v_prediction":
-            x0, eps = a_x.sqrt() * x - (1 - a_x).sqrt() * out, a_x.sqrt() * out + (1 - a_x).sqrt() * x
-        else:
-            x0, eps = (x - (1 - a_x).sqrt() * out) / a_x.sqrt(), out
-        a_x = alphas[t]
-        x = a_x.sqrt() * x0 + (1 - a_x).sqrt() * eps
-    return x.float()
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The paper's two probes (Fig. 4): noise of growing strength, and a content word added
-
-
-def noise_walk(
-    space: DiffusionSpace, points: torch.Tensor, strengths: Sequence[float], generator=None
-) -> list[torch.Tensor]:
-    """``points + s * noise`` for each strength ``s``, one noise draw for all strengths (a straight walk).
-
-    Returns:
-        One (N, ...) tensor per strength.
-    """
-    noise = space.noise(len(points), generator).to(points.dtype)
-    return [points + s * noise for s in strengths]
-
-
-def word_walk(
-    space: DiffusionSpace, points: torch.Tensor, word: torch.Tensor, strengths: Sequence[float]
-) -> list[torch.Tensor]:
-    """``points + s * (word - centre)``: the word's point, relative to the space's centre, added.
-
-    ``s = 1`` adds as much as the word's point differs from the average point; the point of the word
-    itself (substitution) is ``word``.
-
-    Args:
-        points: (N, ...) points.
-        word: (1, ...) the point of the content word, from :meth:`DiffusionSpace.points_of`.
-    """
-    direction = word - space.center()
-    return [points + s * direction for s in strengths]
-
-
-@dataclass
-class ProbeRun:
-    """The images of both probes on one space, every column read the same way.
-
-    Attributes:
-        space: the space's name.
-        columns: column label -> (N, H, W, 3) uint8 images; ``"start"`` first, then ``"noise x s"``,
-            ``"+ star x s"`` and ``"star substituted"`` (the word's own point; the same image in every row).
-        word_image: (H, W, 3) uint8, the word's point decoded.
-    """
-
-    space: str
-    columns: dict[str, np.ndarray]
-    word_image: np.ndarray
-
-
-def run_probes(
-    space: DiffusionSpace,
-    n: int = 16,
-    seed: int = 0,
-    strengths: Sequence[float] = (0.1, 0.3, 1.0),
-    word_strengths: Sequence[float] = (0.5, 1.0, 2.0),
-    word: str = CONTENT_WORD,
-) -> ProbeRun:
-    """Fig. 4's two probes on ``n`` sampled points of ``space``.
-
-    The content word's point is that of the base caption with its shape replaced by ``word``.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    points = space.sample(n, gen)
-    word_point = space.points_of([with_shape(space.base.prompt, word)])
-    columns = {"start": space.decode(points)}
-    for s, p in zip(strengths, noise_walk(space, points, strengths, gen), strict=True):
-        columns[f"noise x {s:g}"] = space.decode(p)
-    for s, p in zip(word_strengths, word_walk(space, points, word_point, word_strengths), strict=True):
-        columns[f"+ {word} x {s:g}"] = space.decode(p)
-    word_image = space.decode(word_point)[0]
-    columns[f"{word} substituted"] = np.repeat(word_image[None], n, 0)
-    return ProbeRun(space.name, columns, word_image)
-
-
-def read_probes(run: ProbeRun, probes=None, shape_reader=None, word: str = CONTENT_WORD):
-    """What the probes did, column by column: one row per column of ``run``.
-
-    With ``probes`` (the organism): ``in-distribution`` share, ``changed: <aspect>`` (share of the
-    aspect's factors that differ from the start image), ``read as <word>`` (probes), and with
-    ``shape_reader`` (:func:`clip_shape_reader`) the mean tiny-CLIP probability of the word. Without
-    probes (a real model): the similarity suite (:mod:`latentkit.similarity`) of each image to its start
-    image (``structure``: SSIM, ``color``: hue-saturation histograms, ``texture``: LBP histograms).
-
-    A row ``"another sample"`` is added after ``"start"``: each start image against the next one, an
-    independent sample of the space (what a whole resampling changes: relevance, in the small).
-
-    Returns:
-        A pandas DataFrame indexed by column label.
-    """
-    import pandas as pd
-
-    from latentkit.world import ASPECTS
-
-    start = run.columns["start"]
-    columns = {"start": start, "another sample": np.roll(start, 1, axis=0)}
-    columns.update((k, v) for k, v in run.columns.items() if k != "start")
-    rows = {}
-    if probes is None:
-        from latentkit.similarity import similarities
-
-        for label, images in columns.items():
-            rows[label] = {f"{k} to start": float(np.mean(v)) for k, v in similarities(images, start).items()}
-        return pd.DataFrame(rows).T
-    labels0 = _factor_labels(probes.read(start))
-    for label, images in columns.items():
-        readout = probes.read(images)
-        labels = _factor_labels(readout)
-        row = {
-            "in-distribution": float(
-                (probes.in_distribution(images, readout) >= IN_DISTRIBUTION_THRESHOLD).mean()
-            )
-        }
-        for aspect, factors in ASPECTS.items():
-            idx = [list(FACTORS).index(f) for f in factors]
-            row[f"changed: {aspect}"] = float((labels[:, idx] != labels0[:, idx]).mean())
-        row[f"read as {word}"] = float((readout.labels["shape"] == SHAPES.index(word)).mean())
-        if shape_reader is not None:
-            row[f"CLIP P({word})"] = float(shape_reader(images)[:, SHAPES.index(word)].mean())
-        rows[label] = row
-    return pd.DataFrame(rows).T
-
-
-def _factor_labels(readout) -> np.ndarray:
-    return np.stack([readout.labels[f] for f in FACTORS], 1)
-
-
-@torch.no_grad()
-def clip_shape_reader(clip, tokenizer, n_captions: int = 64, seed: int = 0):
-    """A zero-shot shape classifier from the tiny CLIP (:func:`latentkit.models.tiny_sd.load_clip`).
-
-    Each shape's text embedding is the mean of the (unit) embeddings of ``n_captions`` random training
-    captions with that shape (CLIP's prompt ensembling); an image's shape probabilities are the softmax
-    of its scaled cosine similarity to the six. A second reader of the content probe, independent of the
-    probes. Real models have no such CLIP here (notebook 03 says so).
-
-    Returns:
-        ``read(images) -> (N, 6)`` probabilities in :data:`latentkit.world.SHAPES` order.
-    """
-    from latentkit.models.tiny_sd import clip_pixels
-
-    device = next(clip.parameters()).device
-    factors = World(64).sample_factors(n_captions, seed, split="all")
-    classes = []
-    for shape in SHAPES:
-        captions = [with_shape(c, shape) for c in World.caption(factors)]
-        ids = tokenizer(
-            captions, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt"
-        ).input_ids
-        text = _features(clip.get_text_features(input_ids=ids.to(device)))
-        classes.append(torch.nn.functional.normalize(text.mean(0), dim=0))
-    classes = torch.stack(classes)  # (6, P)
-    scale = clip.logit_scale.detach().exp().float()
-
-    @torch.no_grad()
-    def read(images) -> np.ndarray:
-        pixels = clip_pixels(np.asarray(images)).to(device)
-        image = torch.nn.functional.normalize(_features(clip.get_image_features(pixel_values=pixels)), dim=1)
-        return (scale * image @ classes.T).softmax(1).cpu().numpy()
-
-    return read
-
-
-def _features(out) -> torch.Tensor:
-    """transformers 5 returns a model output (features in ``pooler_output``), 4.x a tensor."""
-    return (out.pooler_output if hasattr(out, "pooler_output") else out).float()
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Fig. 4 as a table
-
-
-def fig4_table(results, paper: Mapping[str, Mapping[str, str]]):
-    """Candidate x property: ``value [low, high] mark``, with the paper's mark in a second column level.
-
-    Args:
-        results: :class:`latentkit.properties.PropertyResult` of several spaces.
-        paper: space name -> property -> the paper's mark (``V``, ``~``, ``X`` or ``?``).
-
-    Returns:
-        A pandas DataFrame indexed by space, columns ``(property, "measured" | "paper")``.
-    """
-    import pandas as pd
-
-    from latentkit.properties import PROPERTIES
-
-    rows: dict[str, dict[tuple[str, str], str]] = {}
-    for r in results:
-        row = rows.setdefault(r.space, {})
-        row[(r.property, "measured")] = f"{r.value:.2f} [{r.ci[0]:.2f}, {r.ci[1]:.2f}] {r.verdict}"
-        row[(r.property, "paper")] = paper.get(r.space, {}).get(r.property, "?")
-    columns = pd.MultiIndex.from_product([PROPERTIES, ["measured", "paper"]])
-    return pd.DataFrame.from_dict(rows, orient="index").reindex(columns=columns)
-
-
-#: The components of each property that say why it came out as it did (see :mod:`latentkit.properties`).
-KEY_COMPONENTS: dict[str, tuple[str, ...]] = {
-    "density": ("median in-distribution score",),
-    "smoothness": ("straightness", "stays in distribution"),
-    "organization": ("distance agreement", "linear decodability", "midpoints mix endpoints"),
-    "relevance": ("aspect structure", "aspect content", "aspect surface"),
-}
-
-
-def disagreements(results, paper: Mapping[str, Mapping[str, str]]):
-    """Where the measured mark differs from a mark the paper gives (``?`` marks are skipped).
-
-    Returns:
-        A pandas DataFrame: space, property, paper, measured, value, and ``parts``: the property's
-        :data:`KEY_COMPONENTS`, e.g. ``"straightness 0.41, stays in distribution 1.00"``.
-    """
-    import pandas as pd
-
-    rows = [
-        {
-            "space": r.space,
-            "property": r.property,
-            "paper": mark,
-            "measured": r.verdict,
-            "value": r.value,
-            "parts": ", ".join(
-                f"{k} {r.components[k]:.2f}" for k in KEY_COMPONENTS[r.property] if k in r.components
-            ),
-        }
-        for r in results
-        if (mark := paper.get(r.space, {}).get(r.property, "?")) != "?" and mark != r.verdict
-    ]
-    return pd.DataFrame(rows, columns=["space", "property", "paper", "measured", "value", "parts"])
 
 
 def diffusion_candidates(
@@ -894,31 +576,18 @@ def real_base(model, seed: int = 0, **overrides: Any) -> Base:
 
 
 __all__ = [
-    "CONTENT_WORD",
-    "PAPER_FIG4",
     "Base",
     "DiffusionSpace",
     "EosSpace",
-    "KEY_COMPONENTS",
     "LayerSpace",
     "NoiseSpace",
-    "ProbeRun",
     "TokenSpace",
     "VaeLatentSpace",
-    "clip_shape_reader",
     "diffusion_candidates",
-    "disagreements",
     "eos_positions",
-    "fig4_table",
     "h_space",
-    "invert",
-    "noise_walk",
-    "read_probes",
     "real_base",
     "record_layers",
     "render_captions",
-    "run_probes",
     "vae_encode",
-    "with_shape",
-    "word_walk",
 ]

@@ -31,21 +31,17 @@ Used by the notebook on layerwise representations.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+import math
+import numbers
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from latentkit.layers import PatchFn, find_denoiser, layer_names, patched, resolve
-
-#: A layer name, or several names injected together into one copy of O.
-LayerSpec = str | Sequence[str]
-#: Keys of the per-image dicts that the sweep owns; they may not be passed as shared arguments.
-_RESERVED = ("generator", "num_images_per_prompt", "output_type", "return_dict")
+from latentkit.layers import LayerSpec, PatchFn, combination_name, find_denoiser, layer_names, resolve
+from latentkit.run import StepTracker, generate, record_calls
 
 
 @dataclass
@@ -56,9 +52,12 @@ class SweepResult:
         original: O, ``(H, W, 3)``.
         edit: E, ``(H, W, 3)``.
         injected: one image per layer (or combination), ``(K, H, W, 3)``, in the order of ``names``.
-        names: layer names; a combination is written ``"a+b"``.
+        names: display names, one per image: a layer's name, or a combination's names joined by ``+``
+            (:func:`latentkit.layers.combination_name`); tables are keyed by them.
         latents: final latents of the rows ``[E, O, O_1, ..., O_K]`` as the pipeline holds them
             (``(K + 2, C, h, w)``; Flux: packed ``(K + 2, tokens, C * 4)``), when asked for.
+        entries: what was injected into each image, as tuples of layer names (one name for a single
+            layer); default one 1-tuple per name (for rows that are not combinations).
     """
 
     original: np.ndarray
@@ -66,40 +65,13 @@ class SweepResult:
     injected: np.ndarray
     names: list[str]
     latents: torch.Tensor | None = None
+    entries: list[tuple[str, ...]] | None = None
 
-
-# --------------------------------------------------------------------------------------------------
-# Steps: which denoising step is the denoiser computing?
-# --------------------------------------------------------------------------------------------------
-
-
-class StepTracker:
-    """Counts denoising steps from the timesteps the denoiser is called with.
-
-    A step is a run of denoiser calls with the same timestep, so pipelines that call the denoiser twice
-    per step (Flux's true CFG) count once. ``index`` is -1 before the first call.
-    """
-
-    def __init__(self) -> None:
-        self.index = -1
-        self._last: float | None = None
-
-    def _pre_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        t = kwargs.get("timestep", args[1] if len(args) > 1 else None)
-        value = float(t.flatten()[0]) if isinstance(t, torch.Tensor) else float(t)
-        if value != self._last:
-            self.index += 1
-            self._last = value
-
-    @contextmanager
-    def attached(self, pipe: Any) -> Iterator[StepTracker]:
-        """Track the steps of ``pipe``'s denoiser inside the ``with`` block (hook removed on exit)."""
-        _, denoiser = find_denoiser(pipe)
-        handle = denoiser.register_forward_pre_hook(self._pre_hook, with_kwargs=True)
-        try:
-            yield self
-        finally:
-            handle.remove()
+    def __post_init__(self) -> None:
+        if self.entries is None:
+            self.entries = [(name,) for name in self.names]
+        if len(self.entries) != len(self.names):
+            raise ValueError(f"{len(self.entries)} entries for {len(self.names)} names")
 
 
 def _schedule(pipe: Any) -> list[float]:
@@ -187,83 +159,12 @@ def _check_pair(original: Mapping[str, Any], edit: Mapping[str, Any]) -> None:
             raise ValueError(f"{key!r} must be equal for O and E (it is not batched), got {o!r}, {e!r}")
 
 
-def batch_inputs(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Pipeline arguments for a batch whose row ``i`` is the image described by ``rows[i]``.
-
-    Strings become lists, tensors of batch 1 are concatenated along dim 0, ``"seed"`` becomes one
-    ``torch.Generator`` per row (diffusers draws row ``i``'s noise from generator ``i``, so equal seeds
-    give equal noise), anything else is passed once.
-    """
-    out: dict[str, Any] = {}
-    for key, first in rows[0].items():
-        values = [row[key] for row in rows]
-        if key == "seed":
-            out["generator"] = [torch.Generator().manual_seed(int(s)) for s in values]
-        elif isinstance(first, str):
-            out[key] = list(values)
-        elif isinstance(first, torch.Tensor):
-            out[key] = torch.cat(values, dim=0)
-        else:
-            out[key] = first
-    return out
-
-
-def _latents_callback(pipe: Any, store: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Arguments that make ``pipe`` hand its latents to ``store`` after every step."""
-    params = inspect.signature(pipe.__call__).parameters
-    if "callback_on_step_end" in params:
-
-        def on_step_end(pipe: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            store["latents"] = kwargs["latents"]
-            return {}
-
-        return {
-            "callback_on_step_end": on_step_end,
-            "callback_on_step_end_tensor_inputs": ["latents"],
-        }
-    if "callback" in params:  # older pipelines (PixArt-alpha)
-        return {"callback": lambda i, t, latents: store.update(latents=latents), "callback_steps": 1}
-    raise TypeError(f"{type(pipe).__name__} offers no step callback: cannot return the final latents")
-
-
-def generate(
-    pipe: Any,
-    rows: Sequence[Mapping[str, Any]],
-    fns: Mapping[str, PatchFn] | None = None,
-    tracker: StepTracker | None = None,
-    return_latents: bool = False,
-    **pipe_kwargs: Any,
-) -> tuple[np.ndarray, torch.Tensor | None]:
-    """One pipeline call for a batch of images, optionally with patched layers.
-
-    Args:
-        pipe: a diffusers pipeline.
-        rows: one dict of per-image arguments per batch row (see :func:`batch_inputs`).
-        fns: patches for :func:`latentkit.layers.patched`.
-        tracker: a step tracker to attach for the call (the patches read its ``index``).
-        return_latents: also return the final latents.
-        **pipe_kwargs: shared pipeline arguments (``num_inference_steps``, ``guidance_scale``, ...).
-
-    Returns:
-        Images ``(len(rows), H, W, 3)`` (float32 in [0, 1]) and the final latents or ``None``.
-    """
-    if reserved := [k for k in pipe_kwargs if k in _RESERVED or k in rows[0]]:
-        raise ValueError(
-            f"{reserved} cannot be shared arguments here: per-image arguments (prompt, seed, latents, "
-            "...) go in the original/edit dicts, and the sweep sets generator/output_type itself"
-        )
-    store: dict[str, torch.Tensor] = {}
-    extra = _latents_callback(pipe, store) if return_latents else {}
-    tracker = tracker or StepTracker()
-    with torch.no_grad(), tracker.attached(pipe), patched(pipe, fns or {}):
-        images = pipe(**batch_inputs(rows), **pipe_kwargs, **extra, output_type="np").images
-    return np.asarray(images, dtype=np.float32), store.get("latents")
-
-
 def _entries(pipe: Any, layers: Sequence[LayerSpec] | None) -> list[tuple[str, ...]]:
     """Layer specs as tuples of names, every name checked (closest names listed if unknown)."""
     if layers is None:
         return [(name,) for name in layer_names(pipe)]
+    if isinstance(layers, str):
+        raise TypeError(f"layers must be a list of names, got the string {layers!r}; write [{layers!r}]")
     entries = [(spec,) if isinstance(spec, str) else tuple(spec) for spec in layers]
     for entry in entries:
         if not entry:
@@ -273,9 +174,69 @@ def _entries(pipe: Any, layers: Sequence[LayerSpec] | None) -> list[tuple[str, .
     return entries
 
 
+def _check_options(steps: Any, timesteps: Any, alpha: Any) -> None:
+    """The sweep's own options: windows are pairs of numbers, ``alpha`` a number in [0, 1]."""
+    for label, window in (("steps", steps), ("timesteps", timesteps)):
+        if window is None:
+            continue
+        pair = isinstance(window, tuple | list) and len(window) == 2
+        if not pair or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in window):
+            raise ValueError(f"{label} must be a (start, stop) pair of numbers, got {window!r}")
+    if steps is not None and not all(isinstance(v, numbers.Integral) for v in steps):
+        raise ValueError(f"steps must be a pair of step indices (integers), got {steps!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
+
+
+#: Allowance for what a denoiser call holds beyond the layer outputs themselves (attention scores,
+#: convolution intermediates, the hooks' index copies): a safety factor, not a measurement; with half the
+#: free memory as the budget it errs towards smaller chunks.
+_ACTIVATION_OVERHEAD = 4.0
+
+
+def free_memory(device: Any) -> int:
+    """Free bytes on ``device``: CUDA's free memory there, else the machine's available RAM."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def auto_chunk_size(pipe: Any, entries: Sequence[tuple[str, ...]], **pipe_kwargs: Any) -> int:
+    """Copies of O per run that fit in half the free memory of the pipeline's device.
+
+    One row of the sweep's batch holds, per denoiser call, every layer's activation once (the layers run
+    one after the other, but U-Net skip connections keep the down path alive until the up path reads
+    it); with classifier-free guidance each image is two rows. So a row costs about
+    ``sum(layer sizes) x bytes per element x`` :data:`_ACTIVATION_OVERHEAD`, at the call's latent size
+    (from one dry pass of batch 1: :func:`latentkit.layers.list_layers`).
+
+    Returns:
+        An integer in ``[1, len(entries)]``.
+    """
+    from latentkit.layers import list_layers
+
+    _, denoiser = find_denoiser(pipe)
+    factor = getattr(pipe, "vae_scale_factor", 8)
+    height = pipe_kwargs.get("height")
+    side = int(height) // factor if height else None
+    shapes = [layer.shape for layer in list_layers(pipe, sample_size=side) if layer.shape]
+    element = torch.finfo(denoiser.dtype).bits // 8
+    halves = 2 if float(pipe_kwargs.get("guidance_scale", 1.0)) > 1.0 else 1
+    per_row = halves * element * _ACTIVATION_OVERHEAD * sum(math.prod(shape) for shape in shapes)
+    fit = int(0.5 * free_memory(denoiser.device) // max(per_row, 1.0)) - 2  # E and O ride along
+    return max(1, min(len(entries), fit))
+
+
 def _num_steps(pipe: Any, pipe_kwargs: Mapping[str, Any]) -> int:
     if "num_inference_steps" in pipe_kwargs:
-        return int(pipe_kwargs["num_inference_steps"])
+        steps = pipe_kwargs["num_inference_steps"]
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+            raise ValueError(f"num_inference_steps must be a positive integer, got {steps!r}")
+        return int(steps)
     return int(inspect.signature(pipe.__call__).parameters["num_inference_steps"].default)
 
 
@@ -293,7 +254,7 @@ def sweep(
     steps: tuple[int, int] | None = None,
     timesteps: tuple[float, float] | None = None,
     alpha: float = 1.0,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
     return_latents: bool = False,
     **pipe_kwargs: Any,
 ) -> SweepResult:
@@ -311,7 +272,8 @@ def sweep(
         timesteps: inject only where ``low <= t <= high`` (scheduler units).
         alpha: blend, ``O_L <- (1 - alpha) O_L + alpha E``; 1 replaces, 0 changes nothing.
         chunk_size: copies of O per run (default all): bounds memory at ``chunk_size + 2`` rows,
-            each extra run recomputes E and O.
+            each extra run recomputes E and O; ``"auto"``: as many as fit in half the free memory of
+            the device (:func:`auto_chunk_size`).
         return_latents: also return the final latents of the rows ``[E, O, O_1, ..., O_K]``.
         **pipe_kwargs: shared arguments (``num_inference_steps``, ``guidance_scale``, ``height`` ...).
 
@@ -326,11 +288,13 @@ def sweep(
     find_denoiser(pipe)
     _check_pair(original, edit)
     entries = _entries(pipe, layers)
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha={alpha} must be in [0, 1]")
-    chunk_size = max(len(entries), 1) if chunk_size is None else chunk_size
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size={chunk_size} must be at least 1")
+    _check_options(steps, timesteps, alpha)
+    if chunk_size == "auto":
+        chunk_size = auto_chunk_size(pipe, entries, **pipe_kwargs)
+    elif chunk_size is None:
+        chunk_size = max(len(entries), 1)
+    elif isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, 'auto' or None, got {chunk_size!r}")
     n_steps = _num_steps(pipe, pipe_kwargs)
     pipe_kwargs.pop("num_inference_steps", None)
 
@@ -359,7 +323,82 @@ def sweep(
         latents.append(lat[keep] if return_latents else None)
     rows = np.concatenate(images)
     final = torch.cat(latents) if return_latents else None
-    return SweepResult(rows[1], rows[0], rows[2:], ["+".join(e) for e in entries], final)
+    return SweepResult(rows[1], rows[0], rows[2:], [combination_name(e) for e in entries], final, entries)
+
+
+@dataclass
+class Equivalences:
+    """Which injections are not findings about a layer, measured on the denoiser's own computation.
+
+    Attributes:
+        trivial: layers whose injection makes O's denoiser output equal E's at once: everything after
+            them depends on nothing but their output (and the shared timestep), so under shared noise
+            the injected image *is* E, by construction.
+        groups: sets of two or more layers whose injections give the same denoiser output: one
+            injection under several names (e.g. a layer and the next one when nothing else flows into
+            the next), in depth order.
+    """
+
+    trivial: list[str]
+    groups: list[tuple[str, ...]]
+
+    def representative(self, name: str) -> str:
+        """The first (shallowest) layer of ``name``'s group, or ``name`` itself."""
+        return next((g[0] for g in self.groups if name in g), name)
+
+
+def equivalences(pipe: Any, layers: Sequence[str] | None = None, atol: float = 1e-5) -> Equivalences:
+    """Find trivial and equivalent injections from the graph, by one dry denoiser call per layer.
+
+    The denoiser runs on a batch of two random inputs (rows E and O: different latents, different text
+    states, the same timestep); layer L of row O is overwritten with row E's. If O's output then equals
+    E's, L is trivial; layers whose injected outputs are equal (to ``atol`` relative to the output's
+    scale) form a group. Nothing is read from the layer names, so it holds for any architecture.
+
+    Returns:
+        An :class:`Equivalences`.
+    """
+    from latentkit.layers import dry_inputs
+    from latentkit.layers import patched as patched_layers
+
+    _, denoiser = find_denoiser(pipe)
+    names = list(layers) if layers is not None else layer_names(pipe)
+    one, two = dry_inputs(denoiser, None, seed=0), dry_inputs(denoiser, None, seed=1)
+    inputs = _stack_rows(two, one)  # row 0: E, row 1: O
+    outputs = {}
+    with torch.no_grad():
+        plain = denoiser(**inputs, return_dict=False)[0].float()
+        for name in names:
+
+            def take_e(act: torch.Tensor, _name: str) -> torch.Tensor:
+                return act.index_copy(0, torch.tensor([1], device=act.device), act[:1])
+
+            with patched_layers(denoiser, {name: take_e}):
+                outputs[name] = denoiser(**inputs, return_dict=False)[0][1].float()
+    scale = float(plain.abs().max()) or 1.0
+    trivial = [n for n in names if float((outputs[n] - plain[0]).abs().max()) <= atol * scale]
+    groups: list[list[str]] = []
+    for name in names:
+        for group in groups:
+            if float((outputs[name] - outputs[group[0]]).abs().max()) <= atol * scale:
+                group.append(name)
+                break
+        else:
+            groups.append([name])
+    return Equivalences(trivial, [tuple(g) for g in groups if len(g) > 1])
+
+
+def _stack_rows(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """Two batch-1 input dicts as one batch of 2 (timesteps and id tensors shared, not stacked)."""
+    out: dict[str, Any] = {}
+    for key, value in a.items():
+        if isinstance(value, Mapping):
+            out[key] = _stack_rows(value, b[key])
+        elif isinstance(value, torch.Tensor) and key not in ("timestep", "img_ids", "txt_ids", "guidance"):
+            out[key] = torch.cat([value, b[key]]) if value.dim() > 1 else torch.stack([value, b[key]])
+        else:
+            out[key] = value
+    return out
 
 
 def _inject_from_row(
@@ -401,8 +440,8 @@ def sweep_reference(
 ) -> SweepResult:
     """The slow, obvious injection (as the paper's public code): cache E, then one run per layer.
 
-    E runs alone while every chosen layer's image stream is cached at every step; O runs alone once
-    plain and once per entry with the cached activation of the same step mixed in. Same arguments and
+    E runs alone while every chosen layer's image stream is cached at every denoiser call; O runs alone
+    once plain and once per entry with the cached activation of the same call mixed in. Same arguments and
     result as :func:`sweep`, used by the tests as its reference (and by the benchmark).
     """
     find_denoiser(pipe)
@@ -412,14 +451,11 @@ def sweep_reference(
     pipe_kwargs = {**pipe_kwargs, "num_inference_steps": n_steps}
     names = sorted({name for entry in entries for name in entry})
 
-    cache: dict[str, dict[int, torch.Tensor]] = {name: {} for name in names}
-    tracker = StepTracker()
-
-    def store(act: torch.Tensor, name: str) -> None:  # act: (m, ...), one row per CFG half
-        cache[name][tracker.index] = act.clone()
-
-    runs = [generate(pipe, [edit], dict.fromkeys(names, store), tracker, return_latents, **pipe_kwargs)]
-    runs.append(generate(pipe, [original], return_latents=return_latents, **pipe_kwargs))
+    # E alone, every chosen layer cached call by call: a run of O with the same arguments makes the same
+    # denoiser calls in the same order (also when a step calls it twice: Flux's true CFG, SD3's
+    # skip-layer guidance), so call i of O receives call i of E.
+    cache, edit_run = record_calls(pipe, [edit], names, return_latents=return_latents, **pipe_kwargs)
+    runs = [edit_run, generate(pipe, [original], return_latents=return_latents, **pipe_kwargs)]
     for entry in entries:
         tracker = StepTracker()
         active = _window(pipe, tracker, steps, timesteps, n_steps)
@@ -427,10 +463,12 @@ def sweep_reference(
         def inject(act: torch.Tensor, name: str, tracker=tracker, active=active) -> torch.Tensor | None:
             if alpha == 0.0 or not active():
                 return None
-            return _mix(act, cache[name][tracker.index], alpha)
+            return _mix(act, cache[name][tracker.call], alpha)
 
         fns = dict.fromkeys(entry, inject)
         runs.append(generate(pipe, [original], fns, tracker, return_latents, **pipe_kwargs))
     images = np.concatenate([image for image, _ in runs])  # rows [E, O, O_1, ..., O_K]
     latents = torch.cat([lat for _, lat in runs]) if return_latents else None
-    return SweepResult(images[1], images[0], images[2:], ["+".join(e) for e in entries], latents)
+    return SweepResult(
+        images[1], images[0], images[2:], [combination_name(e) for e in entries], latents, entries
+    )

@@ -157,9 +157,10 @@ DENOISERS: dict[type[nn.Module], str] = {
     PixArtTransformer2DModel: "transformer",
 }
 _SUPPORTED = (
-    "UNet2DConditionModel (Stable Diffusion 1.x, 2.x, XL, Kandinsky 2.2), "
+    "UNet2DConditionModel (Stable Diffusion 1.x, 2.x, XL and its refiner, Kandinsky 2.1 and 2.2, "
+    "class-conditioned U-Nets such as the x4 upscaler), "
     "SD3Transformer2DModel (Stable Diffusion 3), FluxTransformer2DModel (Flux), "
-    "PixArtTransformer2DModel (PixArt)"
+    "PixArtTransformer2DModel (PixArt-alpha and -Sigma)"
 )
 
 
@@ -291,11 +292,11 @@ def layer_names(pipe_or_denoiser: Any, groups: Iterable[str] | None = None) -> l
     return [layer.name for layer in list_layers(pipe_or_denoiser, groups, shapes=False)]
 
 
-def _dry_inputs(denoiser: nn.Module, side: int | None) -> dict[str, Any]:
-    """Random batch-1 inputs of the right shapes for one forward pass of ``denoiser``."""
+def dry_inputs(denoiser: nn.Module, side: int | None, seed: int = 0) -> dict[str, Any]:
+    """Random batch-1 inputs of the right shapes for one forward pass of ``denoiser`` (drawn with ``seed``)."""
     c = denoiser.config
     p = next(denoiser.parameters())
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(seed)
 
     def randn(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=g).to(device=p.device, dtype=p.dtype)
@@ -310,11 +311,27 @@ def _dry_inputs(denoiser: nn.Module, side: int | None) -> dict[str, Any]:
             added = {"text_embeds": randn(1, pooled), "time_ids": randn(6)[None].abs() * 64}
         elif c.addition_embed_type == "image":
             added = {"image_embeds": randn(1, c.encoder_hid_dim)}
-        context = c.encoder_hid_dim if c.encoder_hid_dim_type == "text_proj" else c.cross_attention_dim
+        elif c.addition_embed_type == "text_image":  # Kandinsky 2.1: pooled CLIP text and image embeddings
+            pooled = c.cross_attention_dim
+            added = {"text_embeds": randn(1, pooled), "image_embeds": randn(1, pooled)}
+        # Kandinsky 2.1's states enter at encoder_hid_dim and are projected, as with "text_proj".
+        projected = c.encoder_hid_dim_type in ("text_proj", "text_image_proj")
+        context = c.encoder_hid_dim if projected else c.cross_attention_dim
+        # Class-label U-Nets (the x4 upscaler's noise level, unCLIP's image embedding) need class_labels.
+        class_labels = None
+        if c.class_embed_type is None and c.num_class_embeds is not None:
+            class_labels = torch.zeros(1, dtype=torch.long, device=p.device)
+        elif c.class_embed_type == "timestep":
+            class_labels = timestep
+        elif c.class_embed_type == "identity":
+            class_labels = randn(1, c.time_embedding_dim or 4 * c.block_out_channels[0])
+        elif c.class_embed_type in ("projection", "simple_projection"):
+            class_labels = randn(1, c.projection_class_embeddings_input_dim)
         return {
             "sample": randn(1, c.in_channels, side, side),
             "timestep": timestep,
             "encoder_hidden_states": randn(1, 4, context),
+            "class_labels": class_labels,
             "added_cond_kwargs": added,
         }
     if isinstance(denoiser, FluxTransformer2DModel):
@@ -358,7 +375,7 @@ def _dry_shapes(pipe_or_denoiser: Any, names: list[str], side: int | None) -> di
         shapes[name] = tuple(act.shape[1:])
 
     with torch.no_grad(), patched(pipe_or_denoiser, dict.fromkeys(names, record)):
-        denoiser(**_dry_inputs(denoiser, side), return_dict=False)
+        denoiser(**dry_inputs(denoiser, side), return_dict=False)
     return shapes
 
 
@@ -375,12 +392,21 @@ def resolve(pipe_or_denoiser: Any, name: str) -> nn.Module:
         name: a prefixed module path such as ``"unet.mid_block.resnets.1"``.
 
     Raises:
-        ValueError: for a name that is not a module path of the denoiser; the message lists the
-            closest valid names.
+        ValueError: for a name that is not a module path of the denoiser (the message lists the
+            closest valid names), or that of a container (``ModuleList``: its children are named).
+        TypeError: for a name that is not a string.
     """
     prefix, denoiser = find_denoiser(pipe_or_denoiser)
+    if not isinstance(name, str):
+        raise TypeError(f"a layer name is a string such as 'unet.mid_block.resnets.1', got {name!r}")
     modules = {f"{prefix}.{path}": m for path, m in denoiser.named_modules() if path}
     if name in modules:
+        if isinstance(modules[name], nn.ModuleList | nn.ModuleDict):  # never called: its hook never fires
+            children = [f"{name}.{child}" for child, _ in modules[name].named_children()]
+            raise ValueError(
+                f"{name!r} is a container of layers, never called itself (a hook on it never fires); "
+                f"name one of its layers: {children[:6]}"
+            )
         return modules[name]
     layers = [f"{prefix}.{path}" for path, _ in _all_layer_paths(denoiser)]
     close = difflib.get_close_matches(name, layers, n=5, cutoff=0.6) or difflib.get_close_matches(
@@ -417,11 +443,42 @@ def patched(pipe_or_denoiser: Any, fns: Mapping[str, PatchFn]) -> Iterator[None]
     handles = []
     try:
         for name, module, fn in targets:
-            handles.append(module.register_forward_hook(_hook(name, fn), with_kwargs=True))
+            handles.append(module.register_forward_hook(_tagged(_hook(name, fn)), with_kwargs=True))
         yield
     finally:
         for handle in handles:
             handle.remove()
+
+
+@contextmanager
+def step_hook(pipe_or_denoiser: Any, fn: Callable[[nn.Module, tuple, dict], None]) -> Iterator[None]:
+    """Call ``fn(denoiser, args, kwargs)`` before every denoiser call inside the ``with`` block.
+
+    (How :class:`latentkit.run.StepTracker` counts steps; the hook is tagged and removed on exit.)
+    """
+    _, denoiser = find_denoiser(pipe_or_denoiser)
+    handle = denoiser.register_forward_pre_hook(_tagged(fn), with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+#: The attribute that marks a hook as latentkit's (TransformerLens tags its handles the same way).
+HOOK_TAG = "_latentkit_hook"
+
+
+def _tagged(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def hook(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    setattr(hook, HOOK_TAG, True)
+    return hook
+
+
+def is_latentkit_hook(hook: Any) -> bool:
+    """Whether a registered hook is one of latentkit's (for the tests' no-hook-left check)."""
+    return getattr(hook, HOOK_TAG, False) is True
 
 
 def _hook(name: str, fn: PatchFn) -> Callable[..., Any]:
@@ -438,3 +495,63 @@ def _hook(name: str, fn: PatchFn) -> Callable[..., Any]:
         return replace_image_stream(name, module, output, new, kwargs)
 
     return hook
+
+
+# --------------------------------------------------------------------------------------------------
+# Labels and groups, for tables and figures
+# --------------------------------------------------------------------------------------------------
+
+#: A layer, or several layers injected together into one copy of O (a tuple, never a joined string).
+LayerSpec = str | tuple[str, ...]
+
+
+def combination_name(spec: LayerSpec) -> str:
+    """The display name of a layer or combination: ``("a", "b")`` -> ``"a+b"`` (for tables only)."""
+    return spec if isinstance(spec, str) else "+".join(spec)
+
+
+def group_of(spec: LayerSpec) -> str:
+    """A U-Net layer's group from its name (``down``/``mid``/``up``); a combination's, when all of its
+    layers share one; else ``""`` (transformer blocks: use :attr:`Layer.group` of :func:`list_layers`)."""
+    names = (spec,) if isinstance(spec, str) else spec
+    groups = set()
+    for name in names:
+        parts = name.split(".")
+        groups.add(
+            next((p.split("_")[0] for p in parts if p in ("down_blocks", "mid_block", "up_blocks")), "")
+        )
+    return groups.pop() if len(groups) == 1 else ""
+
+
+_SHORT = {"resnets": "res", "attentions": "attn", "downsamplers": "downsample", "upsamplers": "upsample"}
+
+
+def layer_label(spec: LayerSpec) -> str:
+    """A short label for figures: ``"unet.up_blocks.1.attentions.0"`` -> ``"up1 attn0"``.
+
+    U-Net layers become ``<block><i> <res|attn|downsample|upsample><j>``, transformer blocks
+    ``block<i>`` or ``single<i>`` (``"transformer.single_transformer_blocks.3"`` -> ``"single3"``);
+    the layers of a combination (a tuple) are joined with ``+``.
+    """
+    if not isinstance(spec, str):
+        return "+".join(layer_label(name) for name in spec)
+    parts = spec.split(".")[1:] if spec.split(".")[0] in ("unet", "transformer") else spec.split(".")
+    out, i = [], 0
+    while i < len(parts):
+        part, index = parts[i], parts[i + 1] if i + 1 < len(parts) else ""
+        if part in ("down_blocks", "up_blocks") and index.isdigit():
+            out.append(f"{part[:-7]}{index}")
+            i += 2
+        elif part == "mid_block":
+            out.append("mid")
+            i += 1
+        elif part in ("transformer_blocks", "single_transformer_blocks") and index.isdigit():
+            out.append(f"{'single' if part.startswith('single') else 'block'}{index}")
+            i += 2
+        elif part in _SHORT and index.isdigit():
+            out.append(f"{_SHORT[part]}{index}")
+            i += 2
+        else:
+            out.append(part)
+            i += 1
+    return " ".join(out)

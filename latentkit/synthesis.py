@@ -44,7 +44,8 @@ import pandas as pd
 import torch
 
 from latentkit.aspects import Run, layer_label
-from latentkit.injection import SweepResult, generate
+from latentkit.injection import SweepResult
+from latentkit.run import generate
 from latentkit.spaces import Space
 from latentkit.world import FACTORS
 
@@ -254,7 +255,8 @@ def add_input_injection(pipe, runs: Sequence[Run], **call_kwargs) -> list[Run]:
         rows = [{**o, "seed": e["seed"]}, {**o, "prompt": e["prompt"]}]  # in the order of INPUTS
         images, _ = generate(pipe, rows, **call_kwargs)  # (2, H, W, 3)
         r = run.result
-        result = SweepResult(r.original, r.edit, np.concatenate([r.injected, images]), [*r.names, *INPUTS])
+        injected, entries = np.concatenate([r.injected, images]), [*r.entries, *((i,) for i in INPUTS)]
+        result = SweepResult(r.original, r.edit, injected, [*r.names, *INPUTS], entries=entries)
         out.append(Run(run.pair, run.seed, dict(o), dict(e), result))
     return out
 

@@ -4,8 +4,9 @@ Real Stable Diffusion downloads CLIP's BPE tokenizer from a model hub; we cannot
 world's captions use a few dozen words. One token per word also makes the text space easy to read
 (notebook ``03_diffusion_latent_spaces`` perturbs the embedding of the word ``star``).
 
-Unknown words: every word outside the vocabulary becomes the ``<unk>`` token (it is not an error), so a
-user's free prompt still runs; :func:`unknown_words` tells which words were not understood.
+Unknown words: every word outside the vocabulary becomes the ``<unk>`` token; :func:`unknown_words` tells
+which words were not understood, and :func:`latentkit.run.check_call` warns about them before a
+generation (and refuses a prompt of which no word is known: it would draw an empty caption's image).
 """
 
 from __future__ import annotations
@@ -64,7 +65,12 @@ def world_tokenizer(max_length: int = 20):
     return build_tokenizer(vocabulary(), max_length=max_length)
 
 
+def words_of(prompt: str) -> list[str]:
+    """The words (and punctuation marks) of ``prompt`` as the tokenizer splits them, lower-cased."""
+    return _WORD.findall(prompt.lower())
+
+
 def unknown_words(tokenizer, prompt: str) -> list[str]:
     """Words of ``prompt`` that ``tokenizer`` maps to ``<unk>`` (empty when it understands them all)."""
     vocab = tokenizer.get_vocab()
-    return [w for w in _WORD.findall(prompt.lower()) if w not in vocab]
+    return [w for w in words_of(prompt) if w not in vocab]

@@ -16,9 +16,12 @@ def _one_thread():
 def _hooks_left(pipe) -> list[str]:
     """Modules of any component of ``pipe`` that still carry a hook of latentkit's.
 
-    (transformers 5 installs hooks of its own on text encoders, to capture hidden states; the
-    denoiser must carry no hook at all.)
+    latentkit tags its hooks (:func:`latentkit.layers.is_latentkit_hook`), so this knows them exactly,
+    beside the hooks transformers 5 installs on text encoders to capture hidden states. The denoiser must
+    carry no hook at all.
     """
+    from latentkit.layers import is_latentkit_hook
+
     left = []
     for component, module in pipe.components.items():
         if not isinstance(module, nn.Module):
@@ -27,7 +30,7 @@ def _hooks_left(pipe) -> list[str]:
             hooks = [*sub._forward_hooks.values(), *sub._forward_pre_hooks.values()]
             if component in ("unet", "transformer") and hooks:
                 left.append(f"{component}.{path}")
-            elif any(getattr(h, "__module__", "").startswith("latentkit") for h in hooks):
+            elif any(is_latentkit_hook(h) for h in hooks):
                 left.append(f"{component}.{path}")
     return left
 

@@ -200,21 +200,6 @@ def test_split_relevance_needs_probe_shares():
         aspects.split_relevance(table)
 
 
-@pytest.mark.parametrize(
-    "name, label",
-    [
-        ("unet.up_blocks.1.attentions.0", "up1 attn0"),
-        ("unet.mid_block.resnets.1", "mid res1"),
-        ("unet.down_blocks.0.downsamplers.0", "down0 downsample0"),
-        ("transformer.single_transformer_blocks.3", "single3"),
-        ("transformer.transformer_blocks.12", "block12"),
-        ("unet.down_blocks.1.resnets.0+unet.mid_block.attentions.0", "down1 res0+mid attn0"),
-    ],
-)
-def test_layer_labels(name, label):
-    assert aspects.layer_label(name) == label
-
-
 def test_layer_metadata_and_grid():
     meta = [layers.Layer("unet.mid_block.resnets.0", "mid", 7, "ResnetBlock2D")]
     table = aspects.aspect_table(observations({(0, 0): 0.5}, "shape"), layers=meta)

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from latentkit import candidates as C
-from latentkit.injection import generate
+from latentkit import fig4, inversion
 from latentkit.paths import data_dir
 from latentkit.properties import PropertyResult, density, organization, relevance, smoothness
+from latentkit.run import generate
 from latentkit.world import SHAPES
 
 STEPS = 2
@@ -70,7 +71,7 @@ def test_each_candidate_samples_perturbs_interpolates_and_decodes(organism, base
     a, b = space.sample(4, gen), space.sample(4, gen)
     assert a.shape[0] == 4 and a.shape == b.shape and a.dtype == torch.float32
     assert not torch.equal(a, b), "two draws gave the same points"
-    assert space.candidate in C.PAPER_FIG4
+    assert space.candidate in fig4.PAPER_FIG4
 
     near = space.perturb(a, 0.3, gen)
     assert near.shape == a.shape and not torch.equal(near, a)
@@ -151,7 +152,7 @@ def test_the_vae_candidate_decodes_with_the_vae_alone(organism, base):
     from latentkit.models.tiny_sd import vae_round_trip
 
     space = C.VaeLatentSpace(organism, base)
-    captions = [C.with_shape(base.prompt, s) for s in SHAPES[:3]]
+    captions = [fig4.with_shape(base.prompt, s) for s in SHAPES[:3]]
     decoded = space.decode(space.points_of(captions)).astype(int)
     reference = vae_round_trip(organism.vae, C.render_captions(captions)).astype(int)
     assert np.abs(decoded - reference).max() <= 1
@@ -160,9 +161,9 @@ def test_the_vae_candidate_decodes_with_the_vae_alone(organism, base):
 @needs_organism
 def test_inverted_noise_leads_back_to_the_image(organism, base):
     """DDIM inversion: sampling from the inverted noise returns to the image's latent, fresh noise not."""
-    caption = C.with_shape(base.prompt, "square")
+    caption = fig4.with_shape(base.prompt, "square")
     latent = C.vae_encode(organism, C.render_captions([caption]))
-    noise = C.invert(organism, latent, caption, 50)
+    noise = inversion.invert(organism, latent, caption, 50)
     assert noise.shape == latent.shape and torch.isfinite(noise).all()
     call = {**base.call, "num_inference_steps": 50, "guidance_scale": 1.0}
 
@@ -210,10 +211,10 @@ def test_text_probes_call_the_pipelines_tokenizer_and_text_encoder(organism, bas
     monkeypatch.setattr(tokenizer_class, "__call__", spy)
     handle = organism.text_encoder.register_forward_hook(lambda m, i, o: encoded.append(i[0].shape[0]))
     try:
-        run = C.run_probes(space, n=2, seed=0, strengths=(0.5,), word_strengths=(1.0,))
+        run = fig4.run_probes(space, n=2, seed=0, strengths=(0.5,), word_strengths=(1.0,))
     finally:
         handle.remove()
-    star_caption = C.with_shape(base.prompt, "star")
+    star_caption = fig4.with_shape(base.prompt, "star")
     assert any(star_caption in batch for batch in tokenized), "the content word was not tokenized"
     assert sum(encoded) >= 3, "the sampled captions and the word were not encoded by the text encoder"
     assert set(run.columns) == {"start", "noise x 0.5", "+ star x 1", "star substituted"}
@@ -248,9 +249,9 @@ def test_every_candidate_runs_on_a_real_model_folder(tmp_path_factory, kind, hoo
     model = load_pipeline(folder, device="cpu")
     base = C.real_base(model, seed=0, num_inference_steps=STEPS, height=IMAGE_SIZE, width=IMAGE_SIZE)
     space = _build(kind, model.pipe, base, pool_size=4)
-    run = C.run_probes(space, n=2, seed=0, strengths=(0.3, 1.0), word_strengths=(1.0,))
+    run = fig4.run_probes(space, n=2, seed=0, strengths=(0.3, 1.0), word_strengths=(1.0,))
     assert all(images.shape == (2, IMAGE_SIZE, IMAGE_SIZE, 3) for images in run.columns.values())
-    table = C.read_probes(run, probes=None)
+    table = fig4.read_probes(run, probes=None)
     assert list(table.columns) == ["structure to start", "color to start", "texture to start"]
     assert list(table.index[:2]) == ["start", "another sample"]
     assert table.loc["start"].to_numpy() == pytest.approx(1.0)
@@ -287,9 +288,9 @@ def test_layer_candidates_check_their_arguments(base):
 
 def test_with_shape_replaces_only_the_shape():
     caption = "a small red circle at the top left on a striped white background"
-    assert C.with_shape(caption) == "a small red star at the top left on a striped white background"
+    assert fig4.with_shape(caption) == "a small red star at the top left on a striped white background"
     with pytest.raises(ValueError, match="not a shape"):
-        C.with_shape(caption, "dog")
+        fig4.with_shape(caption, "dog")
 
 
 def test_fig4_table_puts_the_papers_mark_beside_the_measured_one():
@@ -299,11 +300,11 @@ def test_fig4_table_puts_the_papers_mark_beside_the_measured_one():
         PropertyResult("density", "h", 0.5, (0.4, 0.6)),
     ]
     paper = {"noise": {"density": "V", "relevance": "~"}, "h": {"density": "?"}}
-    table = C.fig4_table(results, paper)
+    table = fig4.fig4_table(results, paper)
     assert table.loc["noise", ("density", "measured")] == "0.91 [0.80, 0.97] V"
     assert table.loc["noise", ("relevance", "paper")] == "~"
     assert table.loc["h", ("density", "paper")] == "?"
-    found = C.disagreements(results, paper)
+    found = fig4.disagreements(results, paper)
     assert found[["space", "property", "paper", "measured"]].values.tolist() == [
         ["noise", "relevance", "~", "X"]
     ]
@@ -315,7 +316,7 @@ def test_the_clip_shape_reader_reads_shapes_of_clean_renders():
     from latentkit.tokenizer import world_tokenizer
     from latentkit.world import World
 
-    read = C.clip_shape_reader(load_clip("cpu"), world_tokenizer(20), n_captions=16)
+    read = fig4.clip_shape_reader(load_clip("cpu"), world_tokenizer(20), n_captions=16)
     batch = World(64).sample(300, seed=5, split="train")
     probs = read(batch.images)
     assert probs.shape == (300, 6) and np.allclose(probs.sum(1), 1, atol=1e-5)

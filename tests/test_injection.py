@@ -71,7 +71,7 @@ def test_windows_blends_combinations_and_chunks_match_the_reference(arch):
     )
     np.testing.assert_allclose(chunked.injected, runs["alpha"].injected, atol=1e-4)
     torch.testing.assert_close(chunked.latents, runs["alpha"].latents, atol=1e-4, rtol=1e-4)
-    with pytest.raises(ValueError, match="chunk_size=0"):
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
         injection.sweep(pipe, original, edit, picked, chunk_size=0, **kwargs)
 
 
@@ -136,7 +136,7 @@ def test_bad_input_is_refused_clearly():
         injection.sweep(pipe, original, edit, timesteps=(500, 2000), **kwargs)
     with pytest.raises(ValueError, match="cannot be shared"):
         injection.sweep(pipe, original, edit, num_images_per_prompt=2, **kwargs)
-    with pytest.raises(ValueError, match=r"alpha=1.5"):
+    with pytest.raises(ValueError, match=r"alpha must be a number in \[0, 1\], got 1.5"):
         injection.sweep(pipe, original, edit, alpha=1.5, **kwargs)
     with pytest.raises(TypeError, match="Supported"):
         injection.sweep(object(), original, edit, **kwargs)
@@ -154,3 +154,36 @@ def test_no_hook_is_left_when_the_run_raises(hooks_left):
             pipe, original, edit, ["unet.mid_block.resnets.0"], timesteps=(600, 700), **kwargs
         )
     assert hooks_left(pipe) == []
+
+
+def test_trivial_and_equivalent_injections_are_found_from_the_computation():
+    pipe = pipe_of("sd1")
+    found = injection.equivalences(pipe)
+    names = layers.layer_names(pipe)
+    assert found.trivial == [names[-1]]  # only the output end: nothing but the output comes after it
+    assert found.groups == [("unet.mid_block.attentions.0", "unet.mid_block.resnets.1")]
+    assert found.representative("unet.mid_block.resnets.1") == "unet.mid_block.attentions.0"
+    # the same layers give the same images in a sweep, and other layers do not
+    original, edit = tiny.example_pair("sd1", seeds=(0, 0))
+    kwargs = tiny.call_kwargs("sd1", num_inference_steps=3)
+    mid = ["unet.mid_block.attentions.0", "unet.mid_block.resnets.1", "unet.mid_block.resnets.0"]
+    result = injection.sweep(pipe, original, edit, mid, **kwargs)
+    assert np.abs(result.injected[0] - result.injected[1]).max() <= 1e-5
+    assert np.abs(result.injected[0] - result.injected[2]).max() > 1e-3
+
+
+@pytest.mark.parametrize("noise, gives_e", [("shared", True), ("separate", False)])
+def test_the_papers_protocol_shares_the_noise_so_the_trivial_layer_gives_e(noise, gives_e, hooks_left):
+    from latentkit.aspects import run_sweeps
+
+    pipe = pipe_of("sd1")
+    last = layers.layer_names(pipe)[-1]
+    prompts = [p["prompt"] for p in tiny.example_pair("sd1")]
+    kwargs = tiny.call_kwargs("sd1", num_inference_steps=3)
+    (run,) = run_sweeps(pipe, [tuple(prompts)], seeds=[4], layers=[last], noise=noise, **kwargs)
+    assert run.original["seed"] == 4 and (run.edit["seed"] == 4) == (noise == "shared")
+    gap = np.abs(run.result.injected[0] - run.result.edit).max()
+    assert (gap <= 1e-5) == gives_e
+    assert hooks_left(pipe) == []
+    with pytest.raises(ValueError, match=r"noise must be one of \('shared', 'separate'\)"):
+        run_sweeps(pipe, [tuple(prompts)], seeds=[4], layers=[last], noise="same", **kwargs)

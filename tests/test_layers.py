@@ -138,7 +138,7 @@ def test_transformer_patches_touch_the_image_stream_only(arch, block):
     """Row 1 gets row 0's image stream; its text stream is what it was without the patch."""
     pipe = tiny.build(arch)
     denoiser = pipe.transformer
-    inputs = layers._dry_inputs(denoiser, 16)
+    inputs = layers.dry_inputs(denoiser, 16)
     for key in ("hidden_states", "encoder_hidden_states", "pooled_projections"):
         inputs[key] = torch.cat([inputs[key], torch.randn_like(inputs[key])])  # two different rows
     inputs["timestep"] = inputs["timestep"].expand(2)
@@ -192,3 +192,28 @@ def test_unknown_block_with_a_tuple_output_asks_for_a_table_row():
 
     with pytest.raises(TypeError, match="IMAGE_STREAM has no row for Mystery"):
         layers.image_stream("m", Mystery(), Mystery()(torch.ones(1)), {})
+
+
+@pytest.mark.parametrize(
+    "spec, label, group",
+    [
+        ("unet.up_blocks.1.attentions.0", "up1 attn0", "up"),
+        ("unet.mid_block.resnets.1", "mid res1", "mid"),
+        ("unet.down_blocks.0.downsamplers.0", "down0 downsample0", "down"),
+        ("transformer.single_transformer_blocks.3", "single3", ""),
+        ("transformer.transformer_blocks.12", "block12", ""),
+        (("unet.down_blocks.1.resnets.0", "unet.mid_block.attentions.0"), "down1 res0+mid attn0", ""),
+        (("unet.up_blocks.0.resnets.0", "unet.up_blocks.0.attentions.1"), "up0 res0+up0 attn1", "up"),
+    ],
+)
+def test_labels_and_groups_of_layers_and_combinations(spec, label, group):
+    assert layers.layer_label(spec) == label
+    assert layers.group_of(spec) == group
+    assert layers.combination_name(spec) == (spec if isinstance(spec, str) else "+".join(spec))
+
+
+def test_a_container_or_a_string_of_letters_is_refused_with_the_layers_to_name(sd1):
+    with pytest.raises(ValueError, match=r"container of layers.*'unet.down_blocks.0.attentions.0'"):
+        layers.resolve(sd1, "unet.down_blocks.0.attentions")
+    with pytest.raises(TypeError, match="a layer name is a string"):
+        layers.resolve(sd1, ("unet.mid_block",))

@@ -150,8 +150,8 @@ def test_six_inputs_that_each_render_one_factor_split_the_work(probes):
 def test_input_injection_adds_noise_and_prompt_images_that_match_plain_generations(arch, hooks_left):
     from latentkit import tiny
     from latentkit.aspects import run_sweeps
-    from latentkit.injection import generate
     from latentkit.layers import layer_names
+    from latentkit.run import generate
     from latentkit.synthesis import INPUTS, add_input_injection
 
     pipe = tiny.build(arch)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from diffusers import DiffusionPipeline
 
-from latentkit import injection, layers, tiny
+from latentkit import injection, layers, run, tiny
 
 ARCHS = list(tiny.BUILDERS)
 #: U-Net builds: per-sample layer shapes (C, H, W); the transformers have (tokens, dim).
@@ -82,6 +82,6 @@ def test_save_tiny_writes_a_loadable_real_layout(arch, tmp_path):
     assert type(loaded) is type(tiny.build(arch))
     original, _ = tiny.example_pair(arch)
     kwargs = tiny.call_kwargs(arch, num_inference_steps=2)
-    a, _ = injection.generate(tiny.build(arch), [original], **kwargs)
-    b, _ = injection.generate(loaded, [original], **kwargs)
+    a, _ = run.generate(tiny.build(arch), [original], **kwargs)
+    b, _ = run.generate(loaded, [original], **kwargs)
     np.testing.assert_allclose(a, b, atol=1e-5)
