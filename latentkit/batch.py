@@ -7,10 +7,16 @@ and returns a table) and collected in a :class:`ResultStore`, a folder on disk:
 
 =============================  ==========================================================================
 ``config.json``                what the batch computes (model, settings); a resumed batch must match it
-``items/<id>.parquet``         the table of a finished item, written once, atomically (temp file + rename)
+``items/<id>.parquet``         the table of a finished item, written once, atomically (temp file + rename);
+                               it records its item id, its arguments and the hash of ``config.json``
 ``failed/<id>.json``           a failed item: its error and traceback (it is tried again on the next run)
 ``files/``                     whatever a job writes beside its table (images, executed notebooks)
+``damaged/``                   item files that failed their check, moved aside when they are recomputed
 =============================  ==========================================================================
+
+An item counts as finished only when its file reads back and records the same item id, the same arguments
+and the same configuration hash as the batch (:meth:`ResultStore.verify`): a truncated file, another
+item's file or one of another batch is computed again, with a :class:`StoreWarning`, never counted done.
 
 Only the process that called :func:`run_batch` writes ``items/`` and ``failed/``, so an item is stored at
 most once even when a cluster runs it twice (a worker that dies mid-item has its item re-run elsewhere).
@@ -31,13 +37,16 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import socket
 import tempfile
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +55,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 ENGINES = ("local", "dask", "slurm")
+
+#: Seconds to wait for a Dask scheduler to answer, and for a running one to have a worker.
+SCHEDULER_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -105,56 +117,184 @@ class ConfigMismatch(ValueError):
     """A resumed batch computes something else than the batch already in the folder."""
 
 
+class StoreDamaged(ValueError):
+    """A file of a batch folder that latentkit needs (``config.json``) cannot be read; says what to do."""
+
+
+class StoreWarning(UserWarning):
+    """A stored result failed its check and is computed again (or a failure record could not be read)."""
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """A short, stable hash of a batch's configuration (as it reads back from JSON)."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _said(error: BaseException) -> str:
+    """``Type: message`` of an error, on one line (pyarrow's messages span several)."""
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists, paths strings ...)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _read_config(root: Path) -> dict[str, Any] | None:
+    """The stored ``config.json`` of the batch in ``root`` (``None`` if there is none)."""
+    path = root / "config.json"
+    if not path.exists():
+        return None
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        stored, reason = None, f"{_said(error)}"
+    else:
+        reason = f"it holds a {type(stored).__name__}, not a JSON object"
+    if not isinstance(stored, dict):
+        raise StoreDamaged(
+            f"{path} is damaged ({reason}); it records the settings of the batch in {root}: restore it, or "
+            "delete it and run the batch again with its original settings (finished items that recorded "
+            "the same settings are kept, the others are computed again), or give a new output folder"
+        )
+    return stored
+
+
+def _check_config(root: Path, stored: dict[str, Any] | None, config: dict[str, Any]) -> None:
+    if stored is not None and stored != config:
+        changed = sorted(k for k in {*stored, *config} if stored.get(k) != config.get(k))
+        raise ConfigMismatch(
+            f"{root} holds a batch with other settings ({', '.join(changed)} differ: stored "
+            f"{ {k: stored.get(k) for k in changed} }, asked { {k: config.get(k) for k in changed} }). "
+            "Resume it with the same settings, or give a new output folder."
+        )
+
+
+def _check_root(root: Path) -> None:
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"{root} is a file; a batch's output folder must be a folder (new or a batch's)")
+
+
 class ResultStore:
     """A batch's folder: one Parquet table per finished item, one JSON per failed one (see the module).
 
     Args:
-        root: the folder (created).
+        root: the folder (created; a relative path is taken relative to the current folder, once).
         config: what the batch computes (JSON-serialisable). Stored on first use; a later run with another
-            config raises :class:`ConfigMismatch` rather than mixing results (use another folder).
+            config raises :class:`ConfigMismatch` rather than mixing results (use another folder). Without
+            it the stored ``config.json`` is used (none: ``{}``).
+
+    Raises:
+        ConfigMismatch: ``config`` differs from the stored one.
+        StoreDamaged: the stored ``config.json`` cannot be read.
     """
 
     def __init__(self, root: str | os.PathLike, config: dict[str, Any] | None = None):
-        self.root = Path(root)
+        self.root = Path(root).expanduser().absolute()
+        _check_root(self.root)
+        stored = _read_config(self.root)
+        if config is not None:
+            config = _as_json(config)
+            _check_config(self.root, stored, config)
+        # every check has passed: only now is anything written
         for sub in ("items", "failed", "files"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        if config is not None:
-            self._check_config(json.loads(json.dumps(config)))  # as it reads back from JSON
+        if config is not None and stored is None:
+            atomic_write(self.root / "config.json", json.dumps(config, indent=2, sort_keys=True).encode())
+        self._config = config if config is not None else (stored or {})
+        self.config_hash = config_hash(self._config)
+
+    @staticmethod
+    def check(root: str | os.PathLike, config: dict[str, Any]) -> None:
+        """Raise what :class:`ResultStore` ``(root, config)`` would raise, writing nothing."""
+        root = Path(root).expanduser().absolute()
+        _check_root(root)
+        _check_config(root, _read_config(root), _as_json(config))
 
     @property
     def files(self) -> Path:
         """Where jobs write their side files (images, notebooks)."""
         return self.root / "files"
 
-    def _check_config(self, config: dict[str, Any]) -> None:
-        path = self.root / "config.json"
-        if not path.exists():
-            atomic_write(path, json.dumps(config, indent=2, sort_keys=True).encode())
-            return
-        stored = json.loads(path.read_text())
-        if stored != config:
-            changed = sorted(k for k in {*stored, *config} if stored.get(k) != config.get(k))
-            raise ConfigMismatch(
-                f"{self.root} holds a batch with other settings ({', '.join(changed)} differ: stored "
-                f"{ {k: stored.get(k) for k in changed} }, asked { {k: config.get(k) for k in changed} }). "
-                "Resume it with the same settings, or give a new output folder."
-            )
-
     def config(self) -> dict[str, Any]:
-        path = self.root / "config.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        """The batch's configuration (``{}`` for a batch stored without one)."""
+        return dict(self._config)
+
+    def verify(self, items: Iterable[Item] | None = None) -> tuple[set[str], dict[str, str]]:
+        """Check every item file: ``(done, damaged)``, the ids of the good ones and, per bad one, why.
+
+        A file is good when it reads back as Parquet and records its own id, the batch's configuration hash
+        and (for the ``items`` given) the same arguments. Only its footer is read.
+        """
+        import pyarrow.parquet as pq
+
+        wanted = {item.id: _as_json(item.args) for item in items} if items is not None else {}
+        done, damaged = set(), {}
+        for path in sorted((self.root / "items").glob("*.parquet")):
+            item = path.stem
+            try:
+                metadata = pq.read_schema(path).metadata or {}
+                record = json.loads(metadata.get(b"PANDAS_ATTRS", b"{}")).get("latentkit")
+            except Exception as error:  # whatever breaks the read, the file is unusable
+                damaged[item] = f"it does not read back ({_said(error)}); truncated?"
+                continue
+            if not isinstance(record, dict):
+                damaged[item] = (
+                    "it records no item id or settings (written by hand, or by an older latentkit)"
+                )
+            elif record.get("item") != item:
+                damaged[item] = f"it holds the results of item {record.get('item')!r}"
+            elif record.get("config") != self.config_hash:
+                damaged[item] = (
+                    f"it was computed with other settings (configuration hash {record.get('config')}, "
+                    f"this batch's is {self.config_hash})"
+                )
+            elif item in wanted and record.get("args") != wanted[item]:
+                stored = record.get("args") or {}
+                changed = sorted(k for k in {*stored, *wanted[item]} if stored.get(k) != wanted[item].get(k))
+                damaged[item] = f"it was computed for other arguments ({', '.join(changed)} differ)"
+            else:
+                done.add(item)
+        return done, damaged
 
     def done(self) -> set[str]:
-        """Ids of the finished items."""
-        return {p.stem for p in (self.root / "items").glob("*.parquet")}
+        """Ids of the finished items (whose files pass :meth:`verify`)."""
+        return self.verify()[0]
+
+    def damaged(self) -> dict[str, str]:
+        """Item files that fail :meth:`verify`: id -> why (the next run computes them again)."""
+        return self.verify()[1]
+
+    def set_aside(self, item: str) -> Path:
+        """Move a damaged item file to ``damaged/``, where it is kept (nothing is deleted); returns where."""
+        source = self.root / "items" / f"{item}.parquet"
+        target = self.root / "damaged" / f"{item}.{time.strftime('%Y%m%d-%H%M%S')}.{time.time_ns():x}.parquet"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+        return target
 
     def failed(self) -> dict[str, dict[str, Any]]:
-        """Failed items that have not succeeded since: id -> record (error, traceback, worker, when)."""
+        """Failed items that have not succeeded since: id -> record (error, traceback, worker, when).
+
+        A record that cannot be read is reported as such (its item is tried again on the next run anyway).
+        """
         done = self.done()
         records = {}
         for path in sorted((self.root / "failed").glob("*.json")):
-            if path.stem not in done:
-                records[path.stem] = json.loads(path.read_text())
+            if path.stem in done:
+                continue
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+                if not isinstance(record, dict) or not isinstance(record.get("error"), str):
+                    raise ValueError("no 'error' in it")
+            except (OSError, UnicodeDecodeError, ValueError) as error:
+                record = {
+                    "error": f"its failure record {path.relative_to(self.root)} is damaged "
+                    f"({_said(error)}); run the batch again to retry the item",
+                    "damaged": True,
+                }
+            records[path.stem] = record
         return records
 
     def record(self, outcome: Outcome) -> None:
@@ -162,6 +302,13 @@ class ResultStore:
         if outcome.error is None:
             table = outcome.table.copy()
             table.insert(0, "item", outcome.item)
+            table.attrs = {
+                "latentkit": {
+                    "item": outcome.item,
+                    "config": self.config_hash,
+                    "args": _as_json(outcome.args),
+                }
+            }
             buffer = _parquet_bytes(table)
             atomic_write(self.root / "items" / f"{outcome.item}.parquet", buffer)
             (self.root / "failed" / f"{outcome.item}.json").unlink(missing_ok=True)
@@ -174,11 +321,26 @@ class ResultStore:
             )
 
     def collect(self) -> pd.DataFrame:
-        """Every finished item's table, concatenated (column ``item`` first); empty if none."""
-        paths = sorted((self.root / "items").glob("*.parquet"))
+        """Every finished item's table, concatenated (column ``item`` first); empty if none.
+
+        Only the files that pass :meth:`verify` are read.
+        """
+        done = self.done()
+        paths = [p for p in sorted((self.root / "items").glob("*.parquet")) if p.stem in done]
         if not paths:
             return pd.DataFrame(columns=["item"])
-        return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+        tables = []
+        for path in paths:
+            try:
+                tables.append(pd.read_parquet(path))
+            except Exception as error:  # its footer was sound (verify), its data is not
+                raise StoreDamaged(
+                    f"{path} does not read back ({_said(error)}); move it out of items/ and "
+                    "run the batch again to compute that item again"
+                ) from None
+        table = pd.concat(tables, ignore_index=True)
+        table.attrs = {}
+        return table
 
 
 def _parquet_bytes(table: pd.DataFrame) -> bytes:
@@ -267,43 +429,69 @@ def run_batch(
 
     Returns:
         A :class:`Summary`. Failed items are in ``store.failed()`` with their tracebacks.
+
+    An item whose stored file fails :meth:`ResultStore.verify` (truncated, another item's, another batch's)
+    is computed again, with a :class:`StoreWarning`; the file is moved to ``damaged/``.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if client is None and engine != "local" and not (engine == "dask" and scheduler):
+        _check_workers(workers)
     ids = [item.id for item in items]
     if len(set(ids)) != len(ids):
         repeated = sorted({i for i in ids if ids.count(i) > 1})
         raise ValueError(f"item ids must be unique; repeated: {repeated[:5]}")
     start = time.perf_counter()
-    finished = store.done()
+    finished, damaged = store.verify(items)
+    _set_aside(store, [(item, damaged[item]) for item in ids if item in damaged])
     summary = Summary(skipped=[i for i in ids if i in finished])
     pending = [item for item in items if item.id not in finished]
-    bar = tqdm(total=len(pending), desc=description, disable=not progress or not pending)
+    with ExitStack() as stack:
+        if pending and client is None and engine != "local":  # connect first: a bad address fails here
+            client = stack.enter_context(dask_client(engine, workers=workers, scheduler=scheduler))
+        bar = stack.enter_context(
+            tqdm(total=len(pending), desc=description, disable=not progress or not pending)
+        )
 
-    def take(outcome: Outcome) -> None:
-        store.record(outcome)
-        if outcome.error is None:
-            summary.done.append(outcome.item)
-        else:
-            summary.failed[outcome.item] = outcome.error
-        bar.update(1)
-        bar.set_postfix(failed=len(summary.failed))
+        def take(outcome: Outcome) -> None:
+            store.record(outcome)
+            if outcome.error is None:
+                summary.done.append(outcome.item)
+            else:
+                summary.failed[outcome.item] = outcome.error
+            bar.update(1)
+            bar.set_postfix(failed=len(summary.failed))
 
-    try:
         if not pending:
             pass
         elif client is not None:
             _run_on_dask(client, pending, job, store, take)
-        elif engine == "local":
+        else:
             for item in pending:
                 take(run_item(job, item, store.files))
-        else:
-            with dask_client(engine, workers=workers, scheduler=scheduler) as client:
-                _run_on_dask(client, pending, job, store, take)
-    finally:
-        bar.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _set_aside(store: ResultStore, damaged: list[tuple[str, str]], shown: int = 5) -> None:
+    """Move the damaged files of items about to run to ``damaged/``, with a warning for each of the first
+    ``shown`` and one for the rest."""
+    for k, (item, reason) in enumerate(damaged):
+        target = store.set_aside(item)
+        if k < shown:
+            warnings.warn(
+                f"items/{item}.parquet is not a result of this batch ({reason}): it is computed again; the "
+                f"file was moved to {target.relative_to(store.root)}",
+                StoreWarning,
+                stacklevel=3,
+            )
+    if len(damaged) > shown:
+        warnings.warn(
+            f"{len(damaged) - shown} more item files are not results of this batch (`latentkit status` "
+            "before a run lists why); they are computed again, the files were moved to damaged/",
+            StoreWarning,
+            stacklevel=3,
+        )
 
 
 def _run_on_dask(client, pending: Sequence[Item], job: Job, store: ResultStore, take) -> None:
@@ -338,8 +526,14 @@ def dask_client(engine: str = "dask", workers: int = 2, scheduler: str | None = 
     except ImportError as error:  # pragma: no cover: distributed is a dependency
         raise ImportError("the dask engine needs `pip install 'dask[distributed]'`") from error
 
+    if engine not in ("dask", "slurm"):
+        raise ValueError(f"dask_client needs engine 'dask' or 'slurm', got {engine!r}")
+    if not (engine == "dask" and scheduler):
+        _check_workers(workers)
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ValueError(f"threads must be a whole number >= 1 (threads per Dask worker), got {threads!r}")
     if engine == "dask" and scheduler:
-        client, cluster = Client(scheduler), None
+        client, cluster = _connect(scheduler), None
     elif engine == "dask":
         import dask
 
@@ -359,14 +553,63 @@ def dask_client(engine: str = "dask", workers: int = 2, scheduler: str | None = 
         cluster = slurm_cluster()
         cluster.scale(jobs=workers)
         client = Client(cluster)
-    else:
-        raise ValueError(f"dask_client needs engine 'dask' or 'slurm', got {engine!r}")
     try:
         yield client
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _check_workers(workers: Any) -> None:
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(
+            f"workers must be a whole number >= 1 (Dask worker processes, or SLURM jobs), got {workers!r}"
+        )
+
+
+def _connect(scheduler: str, timeout: float | None = None):
+    """A ``Client`` of the running scheduler at ``scheduler`` that has a worker, or a one-line
+    ``ConnectionError`` within ``timeout`` seconds (default :data:`SCHEDULER_TIMEOUT`)."""
+    from distributed import Client
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    timeout = SCHEDULER_TIMEOUT if timeout is None else timeout
+    example = "e.g. tcp://10.0.0.5:8786"
+    if not isinstance(scheduler, str) or not scheduler.strip():
+        raise ValueError(
+            f"scheduler must be the address of a running Dask scheduler ({example}), got {scheduler!r}"
+        )
+    try:
+        protocol, location = parse_address(scheduler)
+        host, port = parse_host_port(location) if protocol in ("tcp", "tls") else (None, None)
+    except ValueError as error:
+        raise ValueError(f"scheduler {scheduler!r} is not a Dask address ({example}): {error}") from None
+    hint = (
+        "start one (`dask scheduler`, then `dask worker ADDRESS`), or leave out the scheduler to use a "
+        "local cluster"
+    )
+    if host is not None:  # a plain TCP probe first: quick, and no half-built Client to clean up
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+        except OSError as error:
+            reason = "timed out" if isinstance(error, TimeoutError) else (error.strerror or str(error))
+            raise ConnectionError(
+                f"no Dask scheduler answers at {scheduler} ({reason}; waited at most {timeout:g} s); {hint}"
+            ) from None
+    try:
+        client = Client(scheduler, timeout=timeout)
+    except Exception as error:  # whatever answered is not a scheduler we can use
+        raise ConnectionError(f"no Dask scheduler answers at {scheduler} ({_said(error)}); {hint}") from None
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except Exception:  # TimeoutError, or the scheduler went away
+        client.close()
+        raise ConnectionError(
+            f"the Dask scheduler at {scheduler} has no worker (waited {timeout:g} s); "
+            f"start some with `dask worker {scheduler}`"
+        ) from None
+    return client
 
 
 def slurm_cluster(**overrides: Any):

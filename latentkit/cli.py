@@ -17,7 +17,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import difflib
+import math
 import sys
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,33 @@ def _value(text: str) -> Any:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text
+
+
+def _whole(minimum: int):
+    """An argparse type: a whole number >= ``minimum`` (argparse names the option in its error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse
+
+
+def _finite(text: str) -> float:
+    """An argparse type: a finite number (argparse's ``float`` takes ``nan`` and ``inf``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
 
 
 def _parameters(pairs: list[str]) -> dict[str, list[Any]]:
@@ -49,7 +80,7 @@ def _add_engine(parser: argparse.ArgumentParser) -> None:
         help="this process (default), Dask, SLURM",
     )
     group.add_argument(
-        "--workers", type=int, default=2, help="Dask worker processes, or SLURM jobs (default 2)"
+        "--workers", type=_whole(1), default=2, help="Dask worker processes, or SLURM jobs (default 2)"
     )
     group.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
     group.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
@@ -74,7 +105,7 @@ def _run_batch(args: argparse.Namespace, items, job, store, description: str):
 def _report(summary, store) -> int:
     print(summary)
     for item, record in store.failed().items():
-        print(f"\nFAILED {item}: {record['error']}", file=sys.stderr)
+        print(f"\nFAILED {item}: {record.get('error')}", file=sys.stderr)
     if not summary.ok:
         print(
             f"\nTracebacks: {store.root / 'failed'}/. Run the same command again to retry.", file=sys.stderr
@@ -92,14 +123,32 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
             grid[name] = values
     notebooks = find_notebooks(args.notebook, args.folder)
     items, unused = notebook_items(notebooks, grid, full=args.full)
+    _check_declared(grid, unused, notebooks)
     for stem, names in unused.items():
         if names:
             print(f"{stem}: has no parameter {', '.join(names)}; runs without it")
-    store = ResultStore(args.out)
+    store = ResultStore(args.out, config={"batch": "notebooks"})
     job = NotebookJob(timeout=args.timeout)
     summary = _run_batch(args, items, job, store, "notebooks")
     print(f"index: {write_index(store)}")
     return _report(summary, store)
+
+
+def _check_declared(grid: dict[str, list[Any]], unused: dict[str, list[str]], notebooks) -> None:
+    """A grid parameter that none of the chosen notebooks declares is a typo, not a run without it."""
+    from latentkit.notebooks import declared_parameters
+
+    nowhere = [name for name in grid if all(name in names for names in unused.values())]
+    if not nowhere:
+        return
+    declared = sorted({name for path in notebooks for name in declared_parameters(path)})
+    name = nowhere[0]
+    close = difflib.get_close_matches(name, declared, n=3)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise ValueError(
+        f"no notebook of {', '.join(p.stem for p in notebooks)} has the parameter {name!r}; "
+        f"{hint}their parameters: {', '.join(declared)}"
+    )
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -108,13 +157,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     if (args.pairs is None) == (args.random_pairs is None):
         raise SystemExit("give a pairs file (CSV with columns original,edit) or --random-pairs N, not both")
+    # Every check first (arguments, pairs, the folder's settings, the model): nothing is written before.
     if args.pairs is not None:
-        pairs = read_pairs(args.pairs)
+        pairs = read_pairs(args.pairs, duplicates="merge" if args.merge_duplicates else "refuse")
     else:
         from latentkit.aspects import differing_pairs
 
         pairs = differing_pairs(args.random_pairs, seed=args.pair_seed)
-        print(f"pairs written to {write_pairs(pairs, Path(args.out) / 'pairs.csv')}")
     settings = {}
     if args.steps is not None:
         settings["num_inference_steps"] = args.steps
@@ -128,17 +177,31 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         images=not args.no_images,
         threads=args.threads,
     )
-    store = ResultStore(args.out, config={**job.config(), "pairs": [list(p) for p in pairs]})
+    config = {**job.config(), "pairs": [list(p) for p in pairs]}
+    items = sweep_items(pairs, args.seeds)
+    ResultStore.check(args.out, config)  # another batch's folder, or a damaged one: refused, untouched
     if args.engine == "local":
         job.load()  # fail now, once, if the model cannot be had (kept for the items)
-    items = sweep_items(pairs, args.seeds)
+    store = ResultStore(args.out, config=config)
+    if args.random_pairs is not None:  # the folder holds these pairs' results (or none yet): keep them beside
+        print(f"pairs written to {write_pairs(pairs, store.root / 'pairs.csv')}")
     summary = _run_batch(args, items, job, store, "sweeps")
     table = store.collect()
     if len(table):
-        path = Path(args.out) / "observations.parquet"
-        table.to_parquet(path, index=False)
+        from latentkit.batch import atomic_write
+
+        path = store.root / "observations.parquet"
+        atomic_write(path, _parquet(table))
         print(f"{len(table)} observations of {table.item.nunique()} items in {path}")
     return _report(summary, store)
+
+
+def _parquet(table) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    return buffer.getvalue()
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -148,11 +211,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not (root / "items").is_dir():
         raise SystemExit(f"{root} is not a latentkit batch folder (no items/ in it)")
     store = ResultStore(root)
+    done, damaged = store.verify()
     failed = store.failed()
-    print(f"{root}: {len(store.done())} done, {len(failed)} failed")
+    extra = f", {len(damaged)} damaged" if damaged else ""
+    print(f"{root}: {len(done)} done, {len(failed)} failed{extra}")
     for item, record in failed.items():
-        print(f"  {item}: {record['error']}")
-    return 0 if not failed else 1
+        print(f"  {item}: {record.get('error')}")
+    for item, reason in damaged.items():
+        print(f"  {item}: items/{item}.parquet is not counted: {reason}; the next run computes it again")
+    if damaged and not (root / "config.json").exists():
+        print(
+            f"  {root / 'config.json'} is missing: run the batch again with its original settings to write "
+            "it; the items that recorded those settings then count again"
+        )
+    return 0 if not failed and not damaged else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     nb = commands.add_parser("notebooks", help="run notebooks with papermill over parameters")
     nb.add_argument("notebook", nargs="*", help="names or numbers (default: all), e.g. 00 04_layer_injection")
     nb.add_argument("--out", default="runs/notebooks", help="output folder (default runs/notebooks)")
-    nb.add_argument("--seeds", type=int, nargs="+", help="one run per seed")
+    nb.add_argument("--seeds", type=_whole(0), nargs="+", help="one run per seed")
     nb.add_argument(
         "--model", dest="models", nargs="+", help="organism, organism-sd3, hub ids or folders (one run each)"
     )
@@ -174,23 +246,28 @@ def build_parser() -> argparse.ArgumentParser:
     nb.add_argument(
         "--folder", default=None, help="where the notebooks are (default: the clone's notebooks/)"
     )
-    nb.add_argument("--timeout", type=int, default=3600, help="seconds per cell (default 3600)")
+    nb.add_argument("--timeout", type=_whole(1), default=3600, help="seconds per cell (default 3600)")
     _add_engine(nb)
     nb.set_defaults(run=cmd_notebooks)
 
     sw = commands.add_parser("sweep", help="layer-injection sweeps over O/E pairs and seeds")
     sw.add_argument("pairs", nargs="?", help="CSV/TSV file with columns original,edit")
-    sw.add_argument("--random-pairs", type=int, help="N shapes-world pairs differing in every factor")
-    sw.add_argument("--pair-seed", type=int, default=0, help="seed of --random-pairs (default 0)")
+    sw.add_argument("--random-pairs", type=_whole(1), help="N shapes-world pairs differing in every factor")
+    sw.add_argument("--pair-seed", type=_whole(0), default=0, help="seed of --random-pairs (default 0)")
+    sw.add_argument(
+        "--merge-duplicates",
+        action="store_true",
+        help="a pair on several lines of the pairs file runs once, with a warning (default: refused)",
+    )
     sw.add_argument(
         "--model", default="organism", help="organism (default), organism-sd3, a hub id or a folder"
     )
-    sw.add_argument("--seeds", type=int, nargs="+", default=[0], help="noise seeds of O (default 0)")
+    sw.add_argument("--seeds", type=_whole(0), nargs="+", default=[0], help="noise seeds of O (default 0)")
     sw.add_argument("--layers", nargs="+", help="layer names (default: every layer)")
-    sw.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
-    sw.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
+    sw.add_argument("--steps", type=_whole(1), help="denoising steps (default: the model's)")
+    sw.add_argument("--guidance", type=_finite, help="guidance scale (default: the model's)")
     sw.add_argument("--device", default="auto", help="auto | cpu | cuda ... (on each worker)")
-    sw.add_argument("--threads", type=int, default=1, help="torch CPU threads per worker (default 1)")
+    sw.add_argument("--threads", type=_whole(1), default=1, help="torch CPU threads per worker (default 1)")
     sw.add_argument("--no-images", action="store_true", help="keep the measurements only")
     sw.add_argument("--out", default="runs/sweep", help="output folder (default runs/sweep)")
     _add_engine(sw)
@@ -211,11 +288,37 @@ def main(argv: list[str] | None = None) -> int:
         from latentkit.notebooks import NOTEBOOKS_DIR
 
         args.folder = NOTEBOOKS_DIR
+    # A relative path means relative to where the command runs, whatever folder a notebook runs in later.
+    for name in ("out", "folder"):
+        if getattr(args, name, None) is not None:
+            setattr(args, name, Path(getattr(args, name)).expanduser().absolute())
+    seeds = getattr(args, "seeds", None) or []
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        parser.error(f"argument --seeds: {repeated} given more than once; give each once")
+    if getattr(args, "scheduler", None) is not None and not args.scheduler.strip():
+        parser.error(
+            "argument --scheduler: give the address of a running scheduler, e.g. tcp://10.0.0.5:8786"
+        )
     try:
-        return args.run(args)
-    except (FileNotFoundError, ValueError) as error:  # incl. ModelNotAvailable and ConfigMismatch: they teach
+        with _one_line_warnings(args.command):
+            return args.run(args)
+    # These teach (ModelNotAvailable, ConfigMismatch, StoreDamaged, an unreachable scheduler ...): one line.
+    except (FileNotFoundError, ValueError, ConnectionError) as error:
         print(f"latentkit {args.command}: {error}", file=sys.stderr)
         return 2
+
+
+@contextmanager
+def _one_line_warnings(command: str):
+    """Warnings (a damaged item recomputed, merged duplicates ...) as one line each, naming the command."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"latentkit {command}: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 if __name__ == "__main__":

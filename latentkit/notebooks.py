@@ -31,25 +31,40 @@ from typing import Any
 import pandas as pd
 
 from latentkit.batch import Item, ResultStore
+from latentkit.paths import COMMITTED_FIGURES
 
 #: Where the notebooks live in a clone.
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
 
 def execute_in_place(path: str | Path, timeout: int = 1800) -> float:
-    """Run every cell of the notebook at ``path`` (cwd: its folder) and save the outputs; returns seconds."""
+    """Run every cell of the notebook at ``path`` (cwd: its folder) and save the outputs; returns seconds.
+
+    This is ``make store``: a notebook of the clone's ``notebooks/`` then writes its figures to the
+    committed ``figures/`` (unless ``LATENTKIT_FIGURES`` is set); any other notebook to
+    :func:`latentkit.paths.figures_dir`.
+    """
     import nbformat
     from nbclient import NotebookClient
 
-    path = Path(path)
+    path = Path(path).absolute()
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     client = NotebookClient(
         nb, kernel_name="python3", timeout=timeout, resources={"metadata": {"path": str(path.parent)}}
     )
-    client.execute()
+    with _environment(**_store_figures(path)):
+        client.execute()
     nbformat.write(nb, path)
     return time.perf_counter() - start
+
+
+def _store_figures(path: Path) -> dict[str, str]:
+    """The environment of a ``make store`` run of ``path``: the committed ``figures/`` for the clone's own
+    notebooks (run with their defaults), unless ``LATENTKIT_FIGURES`` is already set; else nothing."""
+    if os.environ.get("LATENTKIT_FIGURES") or path.resolve().parent != NOTEBOOKS_DIR.resolve():
+        return {}
+    return {"LATENTKIT_FIGURES": str(COMMITTED_FIGURES)}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -58,7 +73,7 @@ def execute_in_place(path: str | Path, timeout: int = 1800) -> float:
 
 def find_notebooks(names: Sequence[str] = (), folder: str | Path = NOTEBOOKS_DIR) -> list[Path]:
     """Notebooks by name, number prefix or path (``"04"``, ``"04_layer_injection"``); all if none named."""
-    folder = Path(folder)
+    folder = Path(folder).expanduser().absolute()  # papermill runs each in its folder: paths must not move
     every = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
     if not names:
         if not every:
@@ -164,9 +179,10 @@ def _environment(**values: str):
 class NotebookJob:
     """Runs one notebook item with papermill into ``files/runs/<item>/`` (notebook, HTML, figures).
 
-    The run's figures go to its own folder (``LATENTKIT_FIGURES``), so runs never overwrite each other or
-    the committed ``figures/``. A failing cell raises :class:`NotebookFailed` naming the notebook and the
-    cell; the partly executed notebook is kept, with the error in it.
+    The run's figures go to its own folder (``LATENTKIT_FIGURES``, an absolute path: the kernel runs in
+    the notebook's folder), so runs never overwrite each other or the committed ``figures/``. A failing
+    cell raises :class:`NotebookFailed` naming the notebook and the cell; the partly executed notebook is
+    kept, with the error in it.
     """
 
     timeout: int = 3600
@@ -177,8 +193,9 @@ class NotebookJob:
         import papermill
         from papermill.exceptions import PapermillExecutionError
 
-        source = Path(item.args["notebook"])
+        source = Path(item.args["notebook"]).absolute()
         parameters = item.args["parameters"]
+        files = Path(files).absolute()  # papermill changes into the notebook's folder while it runs
         run_dir = files / "runs" / item.id
         figures = run_dir / "figures"
         figures.mkdir(parents=True, exist_ok=True)

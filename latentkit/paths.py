@@ -1,8 +1,15 @@
 """Where latentkit finds its shipped weights and writes figures and caches.
 
-The repository layout is ``data/`` (shipped weights), ``figures/`` (figures the notebooks draw) and
-``build/`` (executed notebooks). Each location can be moved with an environment variable, which is how
-a cluster job points many workers at one shared copy of the weights.
+The repository layout is ``data/`` (shipped weights), ``figures/`` (the committed figures, drawn by the
+notebooks run with their default parameters) and ``build/`` (executed notebooks, other figures). Each
+location can be moved with an environment variable, which is how a cluster job points many workers at one
+shared copy of the weights.
+
+Which run writes the committed ``figures/``: only ``make store`` (``python -m latentkit.notebooks``, which
+executes a clone's notebooks in place with their defaults and sets ``LATENTKIT_FIGURES`` to it). A kernel
+cannot tell the parameters papermill injected from the defaults, so every other run (papermill, nbval,
+Jupyter, ``make run``) writes to ``build/figures/`` unless ``LATENTKIT_FIGURES`` says otherwise, and a
+batch (``latentkit notebooks``) gives each run its own folder.
 """
 
 from __future__ import annotations
@@ -23,9 +30,18 @@ def data_dir() -> Path:
     return _from_env("LATENTKIT_DATA", REPO_ROOT / "data")
 
 
+#: The figures committed with the repository; written only by ``make store`` (see the module).
+COMMITTED_FIGURES = REPO_ROOT / "figures"
+
+#: Where the figures of every other run go when ``LATENTKIT_FIGURES`` is unset (not committed).
+SCRATCH_FIGURES = REPO_ROOT / "build" / "figures"
+
+
 def figures_dir() -> Path:
-    """Figures written by the notebooks (``LATENTKIT_FIGURES`` overrides ``<repo>/figures``)."""
-    return _from_env("LATENTKIT_FIGURES", REPO_ROOT / "figures")
+    """Where :func:`latentkit.figures.save_figure` writes: ``LATENTKIT_FIGURES`` if set, else
+    ``<repo>/build/figures`` (the committed ``<repo>/figures`` is written only by ``make store``, which sets
+    ``LATENTKIT_FIGURES``; see the module)."""
+    return _from_env("LATENTKIT_FIGURES", SCRATCH_FIGURES)
 
 
 def cache_dir() -> Path:

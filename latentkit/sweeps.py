@@ -21,8 +21,12 @@ In Python::
 
 from __future__ import annotations
 
+import codecs
+import csv
 import functools
+import io
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,7 +40,12 @@ from latentkit.batch import Item
 PAIR_COLUMNS = ("original", "edit")
 
 
-def read_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
+#: Most problems of a pairs file that one error lists (the count of the others is given).
+_MAX_PROBLEMS = 8
+_EXAMPLE = 'original,edit\n"a red star","a blue circle"'
+
+
+def read_pairs(path: str | os.PathLike, duplicates: str = "refuse") -> list[tuple[str, str]]:
     """O/E prompt pairs from a CSV or TSV file with the columns ``original`` and ``edit`` (a header row).
 
     Example file::
@@ -44,30 +53,197 @@ def read_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
         original,edit
         "a red star at the center on a plain white background","a blue circle at the top left on a ..."
         a photo of a dog in a park,an oil painting of a cat on a sofa
+
+    The file is read strictly: UTF-8 (a UTF-8 byte-order mark, as Excel writes, is read as such), fields
+    separated by commas, or by tabs when the header is, one pair per line, the same number of fields on
+    every line; blank lines are skipped. Every problem is reported with its line number in one
+    ``ValueError`` (a prompt that holds a comma must be quoted: ``"a dog, running"``).
+
+    Args:
+        path: the file.
+        duplicates: a pair on several lines: ``"refuse"`` (a ``ValueError`` naming the lines) or
+            ``"merge"`` (kept once, at its first line, with a warning naming the lines).
+
+    Returns:
+        ``[(original, edit), ...]`` in file order.
     """
+    if duplicates not in ("refuse", "merge"):
+        raise ValueError(f"duplicates must be 'refuse' or 'merge', got {duplicates!r}")
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no pairs file at {path}")
-    table = pd.read_csv(path, sep=None, engine="python", dtype=str, keep_default_na=False)
-    missing = [c for c in PAIR_COLUMNS if c not in table.columns]
-    if missing:
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a pairs file (CSV with the columns original,edit)")
+    text = _decode_pairs(path, path.read_bytes())
+    if not text.strip():
         raise ValueError(
-            f"{path} needs the columns {list(PAIR_COLUMNS)} (a header row), found {list(table.columns)}. "
-            'First lines of a valid file:\noriginal,edit\n"a red star","a blue circle"'
+            f"{path} is empty; a pairs file has the header line original,edit and then one pair per line"
         )
-    empty = table.index[(table.original.str.strip() == "") | (table.edit.str.strip() == "")]
-    if len(empty):
-        raise ValueError(f"{path}: rows {[int(i) + 2 for i in empty[:5]]} have an empty prompt")
-    if not len(table):
-        raise ValueError(f"{path} holds no pairs")
-    return list(zip(table.original, table.edit, strict=True))
+
+    header_line = text.splitlines()[0]
+    delimiter = "\t" if "\t" in header_line else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    try:
+        header = [name.strip() for name in next(reader)]
+    except csv.Error as error:
+        raise ValueError(f"{path}, line 1: the header cannot be read ({error}); e.g. {_EXAMPLE!r}") from None
+    _check_header(path, header, header_line)
+    columns = [header.index(c) for c in PAIR_COLUMNS]
+
+    problems, hints, rows = [], {}, []  # rows: (line, original, edit); hints: once each, in order
+    while True:
+        line = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            unclosed = "unexpected end of data" in str(error)
+            problems.append(
+                f"line {line}: " + ("a quote opened here is never closed" if unclosed else str(error))
+            )
+            hints["quote"] = 'a stray quote? quote a whole prompt, doubling its quotes: "a ""big"" dog"'
+            if reader.line_num < line:  # the reader is stuck at the end of the text
+                break
+            continue
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue  # a blank line
+        if reader.line_num > line:
+            problems.append(
+                f"line {line}: a quoted prompt runs on to line {reader.line_num} (a quote is not closed on "
+                "its line); a prompt is one line"
+            )
+            continue
+        if len(row) != len(header):
+            if len(row) > len(header) and delimiter == ",":
+                hints["comma"] = 'a comma inside a prompt? quote the prompt: "a dog, running"'
+            problems.append(f"line {line}: {len(row)} fields, the header has {len(header)}")
+            continue
+        pair = tuple(row[c] for c in columns)
+        empty = [name for name, prompt in zip(PAIR_COLUMNS, pair, strict=True) if not prompt.strip()]
+        if empty:
+            problems.append(
+                f"line {line}: empty prompt in the {' and '.join(empty)} column{'s' * (len(empty) > 1)}"
+            )
+            continue
+        rows.append((line, *pair))
+    if problems:
+        more = len(problems) - _MAX_PROBLEMS
+        listed = "; ".join(problems[:_MAX_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
+        hint = f" ({'; '.join(hints.values())})" if hints else ""
+        raise ValueError(
+            f"{path}: {len(problems)} bad line{'s' if len(problems) > 1 else ''}: {listed}{hint}"
+        )
+    if not rows:
+        raise ValueError(f"{path} holds no pairs, only the header; add one pair per line")
+    return _unique_pairs(path, rows, duplicates)
+
+
+def _decode_pairs(path: Path, data: bytes) -> str:
+    """The text of a pairs file, or a ``ValueError`` naming what it is instead (and where)."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ValueError(
+            f"{path} is UTF-16 text (it starts with a UTF-16 byte-order mark); save it as UTF-8 "
+            "(Excel: 'CSV UTF-8')"
+        )
+    if b"\x00" in data:
+        if any(_is_text(data, encoding) for encoding in ("utf-16-le", "utf-16-be")):
+            raise ValueError(
+                f"{path} looks like UTF-16 text (zero bytes between its letters); save it as UTF-8 "
+                "(Excel: 'CSV UTF-8')"
+            )
+        line = data[: data.index(b"\x00")].count(b"\n") + 1
+        raise ValueError(
+            f"{path} is not a text file (a zero byte on line {line}); a pairs file is UTF-8 text"
+        )
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]  # the encoding's mark, not part of the header
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    bad = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            bad.append((number, line[error.start]))
+    (first, byte), more = bad[0], len(bad) - _MAX_PROBLEMS
+    lines = ", ".join(str(n) for n, _ in bad[:_MAX_PROBLEMS]) + (f" and {more} more" if more > 0 else "")
+    raise ValueError(
+        f"{path} is not UTF-8 (byte 0x{byte:02x} on line {first}; bad line{'s' if len(bad) > 1 else ''}: "
+        f"{lines}); it looks like another encoding (Latin-1, Windows-1252?): save it as UTF-8"
+    )
+
+
+def _is_text(data: bytes, encoding: str) -> bool:
+    """Whether ``data`` reads as a table in ``encoding``: printable characters, line ends, separators."""
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    printable = sum(c.isprintable() or c in "\r\n\t" for c in text)
+    return printable >= 0.95 * len(text) > 0 and any(c in text for c in ",\t\n")
+
+
+def _check_header(path: Path, header: list[str], line: str) -> None:
+    if all(c in header for c in PAIR_COLUMNS) and len(set(header)) == len(header):
+        return
+    if len(header) == 1:
+        others = [c for c in "|;:" if c in line]
+        if others:
+            raise ValueError(
+                f"{path}, line 1: the header {line!r} is separated by {others[0]!r}; a pairs file separates "
+                f"its fields by commas (CSV) or tabs (TSV): {_EXAMPLE!r}"
+            )
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    what = f"repeats the columns {repeated}" if repeated else f"has the columns {header}"
+    raise ValueError(
+        f"{path}, line 1: the header {what}; it needs the columns {list(PAIR_COLUMNS)} once each, "
+        f"e.g. {_EXAMPLE!r}"
+    )
+
+
+def _unique_pairs(path: Path, rows: list[tuple[int, str, str]], duplicates: str) -> list[tuple[str, str]]:
+    lines: dict[tuple[str, str], list[int]] = {}
+    for line, original, edit in rows:
+        lines.setdefault((original, edit), []).append(line)
+    repeated = [(pair, where) for pair, where in lines.items() if len(where) > 1]
+    if repeated:
+        extra = sum(len(where) - 1 for _, where in repeated)
+        shown = "; ".join(
+            f"lines {', '.join(map(str, where))} hold {pair}" for pair, where in repeated[:_MAX_PROBLEMS]
+        )
+        more = f"; and {len(repeated) - _MAX_PROBLEMS} more" if len(repeated) > _MAX_PROBLEMS else ""
+        if duplicates == "refuse":
+            raise ValueError(
+                f"{path}: {len(repeated)} pair{'s' if len(repeated) > 1 else ''} repeated ({shown}{more}); "
+                "each pair runs once per seed (more seeds: --seeds), so remove the repeats, or merge them "
+                "(--merge-duplicates, duplicates='merge')"
+            )
+        warnings.warn(
+            f"{path}: {extra} repeated line{'s' if extra > 1 else ''} merged into the first of each "
+            f"({shown}{more}); {len(lines)} pairs remain",
+            stacklevel=3,
+        )
+    return list(lines)
 
 
 def write_pairs(pairs: Sequence[tuple[str, str]], path: str | os.PathLike) -> Path:
-    """Write pairs in the format :func:`read_pairs` reads."""
+    """Write pairs in the format :func:`read_pairs` reads (UTF-8 CSV, written atomically)."""
+    from latentkit.batch import atomic_write
+
+    for i, pair in enumerate(pairs):
+        if len(pair) != 2 or not all(isinstance(p, str) and p.strip() and "\n" not in p for p in pair):
+            raise ValueError(
+                f"pair {i} must be two non-empty one-line prompts (original, edit), got {pair!r}"
+            )
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(PAIR_COLUMNS)
+    writer.writerows(pairs)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(list(pairs), columns=list(PAIR_COLUMNS)).to_csv(path, index=False)
+    atomic_write(path, buffer.getvalue().encode("utf-8"))
     return path
 
 
@@ -77,6 +253,12 @@ def sweep_items(pairs: Sequence[tuple[str, str]], seeds: Sequence[int]) -> list[
         raise ValueError("no O/E pairs given")
     if not len(seeds):
         raise ValueError("no seeds given; pass e.g. seeds=[0]")
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int | np.integer) or s < 0]
+    if bad:
+        raise ValueError(f"seeds must be whole numbers >= 0, got {bad[:5]}")
+    repeated = sorted({int(s) for s in seeds if list(seeds).count(s) > 1})
+    if repeated:
+        raise ValueError(f"seeds must differ; {repeated[:5]} given more than once")
     return [
         Item(f"pair{i:04d}-seed{int(s):04d}", {"pair": i, "seed": int(s), "original": o, "edit": e})
         for i, (o, e) in enumerate(pairs)
