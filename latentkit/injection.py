@@ -388,6 +388,38 @@ def equivalences(pipe: Any, layers: Sequence[str] | None = None, atol: float = 1
     return Equivalences(trivial, [tuple(g) for g in groups if len(g) > 1])
 
 
+def combinations(
+    names: Sequence[str], sizes: Sequence[int] = (2, 3), n: int = 50, seed: int = 0
+) -> list[tuple[str, ...]]:
+    """``n`` random combinations of distinct layers per size, as the paper's public code draws them.
+
+    The public code (``ludovicaschaerf/feature-inject``) injects random sets of 2 and 3 layers together,
+    50 per pair, to see what layers do jointly. Each combination is a tuple in depth order (the order of
+    ``names``); repeats are drawn again, and a size with fewer possible sets than ``n`` gives them all.
+
+    Returns:
+        Tuples of layer names, to pass to :func:`sweep` as ``layers``.
+    """
+    import itertools
+
+    rng = np.random.default_rng(seed)
+    order = {name: i for i, name in enumerate(names)}
+    out: list[tuple[str, ...]] = []
+    for size in sizes:
+        if not 1 <= size <= len(names):
+            raise ValueError(f"combination size {size} must be in 1..{len(names)} (the number of layers)")
+        total = math.comb(len(names), size)
+        if total <= n:
+            out += [tuple(c) for c in itertools.combinations(names, size)]
+            continue
+        seen: set[tuple[str, ...]] = set()
+        while len(seen) < n:
+            picked = rng.choice(len(names), size, replace=False)
+            seen.add(tuple(sorted((names[i] for i in picked), key=order.__getitem__)))
+        out += sorted(seen, key=lambda c: [order[x] for x in c])
+    return out
+
+
 def _stack_rows(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     """Two batch-1 input dicts as one batch of 2 (timesteps and id tensors shared, not stacked)."""
     out: dict[str, Any] = {}
