@@ -77,8 +77,20 @@ class SynthesisIndex:
 
     @property
     def strict(self) -> bool:
-        """Does one space decide at least :data:`STRICT` of the factors (synthesis in the strict sense)?"""
+        """Does one space decide at least :data:`STRICT` of the factors (synthesis in the strict sense)?
+
+        The point estimate only; :attr:`verdict` says whether its interval allows the conclusion."""
         return self.index >= STRICT
+
+    @property
+    def verdict(self) -> str:
+        """``"strict"`` (the whole interval at or above :data:`STRICT`), ``"broad"`` (wholly below) or
+        ``"undecided"`` (the interval straddles it)."""
+        if self.ci[0] >= STRICT:
+            return "strict"
+        if self.ci[1] < STRICT:
+            return "broad"
+        return "undecided"
 
     def __str__(self) -> str:
         factors = [f for f in FACTORS if f not in self.unmeasured]
@@ -91,10 +103,11 @@ class SynthesisIndex:
             )
         if self.unmeasured:
             lines.append(f"not measured (no pair counted them): {', '.join(self.unmeasured)}")
-        sense = "strict" if self.strict else "broad"
+        sense = {"strict": "synthesis in the strict sense", "broad": "synthesis in the broad sense"}
         lines.append(
             f"synthesis index {self.index:.2f} [{self.ci[0]:.2f}, {self.ci[1]:.2f}] "
-            f"({layer_label(self.space)}): synthesis in the {sense} sense (strict from {STRICT})"
+            f"({layer_label(self.space)}): {sense.get(self.verdict, 'undecided: the interval straddles')} "
+            f"(strict from {STRICT})"
         )
         return "\n".join(lines)
 

@@ -41,7 +41,7 @@ def observations(decides, n_pairs: int = 12, seeds=(0,), extra: bool = True) -> 
 def test_one_layer_that_decides_every_factor_gives_index_one():
     obs = observations({"a": {}, "b": dict.fromkeys(FACTORS, 1.0), "c": {"shape": 1.0}})
     result = synthesis_index(obs, n_boot=200)
-    assert result.index == 1.0 and result.space == "b" and result.strict
+    assert result.index == 1.0 and result.space == "b" and result.strict and result.verdict == "strict"
     assert result.shares.loc["a", "share"] == 0.0
     assert result.shares.loc["c", "share"] == pytest.approx(1 / N_FACTORS)
     assert result.ci == (1.0, 1.0)
@@ -85,6 +85,15 @@ def test_a_layer_that_moves_factors_half_the_time_is_not_strict():
     result = synthesis_index(obs, n_boot=200)
     assert result.index == pytest.approx(0.5)
     assert not result.strict and "broad" in str(result)
+
+
+def test_an_index_whose_interval_straddles_the_threshold_is_undecided():
+    obs = observations({"most": dict.fromkeys(FACTORS, 1.0)}, n_pairs=10)
+    obs.loc[(obs.pair == 0) & obs.measure.isin(list(FACTORS)), "value"] = 0.0  # 9 of 10 pairs: 0.9
+    result = synthesis_index(obs, n_boot=500)
+    assert result.index == pytest.approx(0.9) and result.strict  # the point estimate reaches 0.9 ...
+    assert result.ci[0] < 0.9 <= result.ci[1] and result.verdict == "undecided"  # ... its interval not
+    assert "undecided: the interval straddles" in str(result)
 
 
 def test_errors_say_what_to_pass():
