@@ -61,6 +61,18 @@ run: $(STAMP) ## execute every notebook in order (papermill) into build/notebook
 store: $(STAMP) ## re-execute notebooks in place with their defaults, to commit them (NB=notebooks/00_*.ipynb)
 	$(BIN)/python -m latentkit.notebooks $(or $(NB),$(NOTEBOOKS))
 
+# JupyterLab serves the repository root, so that the notebooks' links to docs/ open, and starts on the
+# first notebook. LAB_ARGS passes more options, e.g. to serve a class from one machine (docs/teaching.md).
+LAB_ARGS ?=
+.PHONY: lab book
+
+lab: $(STAMP) ## open the notebooks in JupyterLab (Ctrl-C stops it; LAB_ARGS="--ip=0.0.0.0 --no-browser")
+	$(BIN)/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/$(firstword $(NOTEBOOKS)) \
+		$(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+
+book: $(STAMP) ## the executed notebooks as a static website in build/book/, for readers without Python
+	$(BIN)/python -m latentkit.book --out build/book
+
 test: lint ## ruff check, ruff format --check, then pytest (unit tests and notebooks)
 	$(BIN)/pytest
 
