@@ -20,7 +20,7 @@ Used by notebooks ``04_layer_injection``, ``05_across_architectures`` and ``06_s
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +65,7 @@ def role_table(
     n_boot: int = 2000,
     level: float = 0.95,
     seed: int = 0,
+    only: Collection[str] | None = None,
 ) -> pd.DataFrame:
     """One row per layer: its valid share, each aspect's share among valid runs, and its role.
 
@@ -74,6 +75,8 @@ def role_table(
         high, low: the specialisation thresholds (see :data:`HIGH`).
         min_valid: valid runs a layer needs (see :data:`MIN_VALID`).
         n_boot, level, seed: the bootstrap over O/E pairs.
+        only: judge only these layers (e.g. without the trivial and duplicate ones of
+            :func:`latentkit.injection.equivalences`); relative depths still count every layer.
 
     Returns:
         Indexed by layer name (depth order): ``depth`` (0..1, relative), ``group``, ``runs``, ``valid``
@@ -88,6 +91,8 @@ def role_table(
         raise ValueError(f"min_valid={min_valid} must be at least 1")
     if not 0 <= low < high <= 1:
         raise ValueError(f"need 0 <= low < high <= 1, got low={low}, high={high}")
+    keep = [x.name for x in layers if only is None or x.name in only]
+    observations = observations[observations.layer.isin(keep)]
     filtered = valid_only(observations)
     table = aspect_table(filtered, layers, n_boot=n_boot, level=level, seed=seed).set_index(
         ["layer", "aspect"]
@@ -99,7 +104,7 @@ def role_table(
     rows = {}
     for layer in layers:
         name = layer.name
-        if name not in runs.index:
+        if name not in runs.index or name not in keep:
             continue
         vid = table.loc[(name, "in_distribution")]
         row = {
@@ -212,6 +217,8 @@ def compare_places(
     layers_b: Sequence[Layer],
     aspect: str,
     *,
+    only_a: Collection[str] | None = None,
+    only_b: Collection[str] | None = None,
     apart: float = APART,
     n_boot: int = 200,
     level: float = 0.95,
@@ -220,16 +227,17 @@ def compare_places(
 ) -> PlaceComparison:
     """Claim C4 for one aspect: do two models hold it at a different relative depth?
 
-    The own layer of each model (:func:`own_layer` of :func:`role_table`) is found again in ``n_boot``
+    ``only_a`` / ``only_b``: the layers judged in each model (see :func:`role_table`). The own layer of each
+    model (:func:`own_layer` of :func:`role_table`) is found again in ``n_boot``
     resamples of each model's O/E pairs, so the interval of the depth gap includes the uncertainty of
     *which* layer is the aspect's own (a near-tie widens it).
     """
     if aspect not in ASPECTS:
         raise ValueError(f"aspect must be one of {list(ASPECTS)}, got {aspect!r}")
     rng = np.random.default_rng(seed)
+    models = ((observations_a, layers_a, only_a), (observations_b, layers_b, only_b))
     own = [
-        own_layer(role_table(o, ls, seed=seed, **role_kwargs), aspect)
-        for o, ls in ((observations_a, layers_a), (observations_b, layers_b))
+        own_layer(role_table(o, ls, seed=seed, only=only, **role_kwargs), aspect) for o, ls, only in models
     ]
     gap = abs(own[0].depth - own[1].depth)
     if np.isnan(gap):
@@ -237,11 +245,11 @@ def compare_places(
     gaps = []
     for _ in range(n_boot):
         depths = []
-        for o, ls in ((observations_a, layers_a), (observations_b, layers_b)):
+        for o, ls, only in models:
             pairs = np.unique(o["pair"])
             drawn = rng.choice(pairs, len(pairs))
             resampled = pd.concat([o[o.pair == p].assign(pair=k) for k, p in enumerate(drawn)])
-            roles = role_table(resampled, ls, n_boot=1, seed=seed, **role_kwargs)
+            roles = role_table(resampled, ls, n_boot=1, seed=seed, only=only, **role_kwargs)
             depths.append(own_layer(roles, aspect).depth)
         gaps.append(abs(depths[0] - depths[1]))
     gaps = np.array(gaps)

@@ -51,6 +51,8 @@ def test_roles_are_read_from_valid_images_with_intervals():
     assert table.loc["unet.x.3", "role"] == "mixed"
     assert table.loc["unet.x.4", "role"] == "weak"
     assert table["depth"].tolist() == [0, 0.25, 0.5, 0.75, 1.0]
+    judged = roles.role_table(obs, layers, only={"unet.x.0", "unet.x.4"})  # e.g. without trivial layers
+    assert judged.index.tolist() == ["unet.x.0", "unet.x.4"] and judged["depth"].tolist() == [0, 1.0]
 
 
 def test_an_invalid_run_does_not_count_even_when_it_took_e():
