@@ -293,7 +293,7 @@ def layer_names(pipe_or_denoiser: Any, groups: Iterable[str] | None = None) -> l
 
 
 def dry_inputs(denoiser: nn.Module, side: int | None, seed: int = 0) -> dict[str, Any]:
-    """Random batch-1 inputs of the right shapes for one forward pass of ``denoiser`` (drawn with ``seed``)."""
+    """Random batch-1 inputs of the right shapes for one forward pass of ``denoiser``, drawn with ``seed``."""
     c = denoiser.config
     p = next(denoiser.parameters())
     g = torch.Generator().manual_seed(seed)
@@ -396,6 +396,8 @@ def resolve(pipe_or_denoiser: Any, name: str) -> nn.Module:
             closest valid names), or that of a container (``ModuleList``: its children are named).
         TypeError: for a name that is not a string.
     """
+    if strict_model(pipe_or_denoiser) is not None:  # the autoencoder, the VAE, the GAN (end of this file)
+        return _resolve_model_layer(pipe_or_denoiser, name)
     prefix, denoiser = find_denoiser(pipe_or_denoiser)
     if not isinstance(name, str):
         raise TypeError(f"a layer name is a string such as 'unet.mid_block.resnets.1', got {name!r}")
@@ -555,3 +557,142 @@ def layer_label(spec: LayerSpec) -> str:
             out.append(part)
             i += 1
     return " ".join(out)
+
+
+# --------------------------------------------------------------------------------------------------
+# The strict-sense organisms: the autoencoder, the VAE and the GAN, patched like a denoiser
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StrictModel:
+    """How a strict-sense organism turns its code into an image, for naming and dry-running its layers.
+
+    Attributes:
+        roots: the attributes whose modules turn the code into the picture code, in forward order; their
+            layers are named by the module path from the model, e.g. ``"decoder.net.3"``. The frozen
+            codec that turns the picture code into pixels (``model.codec``) is never one of them.
+        code_dim: the attribute that gives the size of the code (the decoder's only input).
+        decode: the method ``(N, code_dim) -> (N, 3, 64, 64)`` images in [0, 1].
+    """
+
+    roots: tuple[str, ...]
+    code_dim: str
+    decode: str
+
+
+#: ``model class name -> StrictModel``: the models of :mod:`latentkit.models.autoencoder`,
+#: :mod:`latentkit.models.vae` and :mod:`latentkit.models.gan`.
+STRICT_MODELS: dict[str, StrictModel] = {
+    "Autoencoder": StrictModel(("decoder",), "latent_dim", "decode"),
+    "VAE": StrictModel(("decoder",), "latent_dim", "decode"),
+    "Generator": StrictModel(("mapping", "synthesis"), "z_dim", "forward"),  # z -> w -> picture code
+}
+
+
+def strict_model(model: Any) -> StrictModel | None:
+    """The :class:`StrictModel` row of ``model``, or ``None`` for anything else (a pipeline, a denoiser)."""
+    return STRICT_MODELS.get(type(model).__name__) if isinstance(model, nn.Module) else None
+
+
+def _is_activation(module: nn.Module) -> bool:
+    return type(module).__module__ == "torch.nn.modules.activation"
+
+
+def _model_layer_paths(model: nn.Module) -> list[str]:
+    """The layers of a strict-sense model, in the order its roots and their ``Sequential`` s define them.
+
+    A layer is a child of a ``Sequential`` directly under one of the roots (``decoder.fc.1``, the
+    upsampling block ``decoder.net.0`` as one layer). A child that an elementwise activation follows
+    is left out: injecting it and injecting the activation's output are one injection (the activation,
+    applied to E's values, gives E's values), so only the activation's output is listed.
+    """
+    spec = strict_model(model)
+    paths = []
+    for root in spec.roots:
+        for name, container in model.get_submodule(root).named_children():
+            if not isinstance(container, nn.Sequential):
+                continue
+            children = list(container.named_children())
+            for j, (child, _) in enumerate(children):
+                if j + 1 < len(children) and _is_activation(children[j + 1][1]):
+                    continue
+                paths.append(f"{root}.{name}.{child}")
+    return paths
+
+
+def list_model_layers(model: nn.Module) -> list[Layer]:
+    """The injectable layers of a strict-sense organism's decoder (or generator), in forward order.
+
+    What :func:`list_layers` is for a diffusers denoiser, for the autoencoder, the VAE and the GAN: each
+    layer is named by its module path from the model (``"decoder.fc.1"`` ... ``"decoder.net.6"``; the
+    GAN's ``"mapping.net.1"`` ... ``"mapping.net.6"`` (which outputs w), then ``"synthesis.fc.1"`` ...),
+    the last one is the model's own last layer, whose output is the 16x16x4 picture code; the frozen
+    codec after it (shared by all three organisms, the pixel decoder) is not listed. The names work in
+    :func:`patched` as they are. The code itself is no module's output, so it is not a layer here
+    (:func:`latentkit.synthesis.strict_layer_injection` injects it as one).
+
+    The order and the shapes come from one dry decoding of a batch-1 code (zeros) with recording patches;
+    the model runs in eval mode for it (batch norm must not update its statistics) and gets its mode back.
+
+    Args:
+        model: a :class:`~latentkit.models.autoencoder.Autoencoder`, :class:`~latentkit.models.vae.VAE`
+            or :class:`~latentkit.models.gan.Generator`.
+
+    Returns:
+        One :class:`Layer` per layer, ``depth`` increasing; ``group`` is the root (``"decoder"``,
+        ``"mapping"``, ``"synthesis"``), ``shape`` the per-sample output shape (``(256,)``,
+        ``(128, 8, 8)`` ...).
+
+    Raises:
+        TypeError: for a model that is not one of :data:`STRICT_MODELS`.
+    """
+    spec = strict_model(model)
+    if spec is None:
+        raise TypeError(
+            f"{type(model).__name__} is not a strict-sense organism ({', '.join(STRICT_MODELS)}); "
+            "for a diffusers pipeline or denoiser use list_layers"
+        )
+    paths = _model_layer_paths(model)
+    order: list[str] = []
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def record(act: torch.Tensor, name: str) -> None:
+        if name not in shapes:
+            order.append(name)
+            shapes[name] = tuple(act.shape[1:])
+
+    p = next(model.parameters())
+    code = torch.zeros(1, getattr(model, spec.code_dim), device=p.device, dtype=p.dtype)
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad(), patched(model, dict.fromkeys(paths, record)):
+            getattr(model, spec.decode)(code)
+    finally:
+        model.train(was_training)
+    return [
+        Layer(name, name.split(".")[0], depth, type(model.get_submodule(name)).__name__, shapes[name])
+        for depth, name in enumerate(order)
+    ]
+
+
+def _resolve_model_layer(model: nn.Module, name: str) -> nn.Module:
+    """:func:`resolve` for a strict-sense organism: any module path of the model outside its codec."""
+    if not isinstance(name, str):
+        raise TypeError(f"a layer name is a string such as 'decoder.net.3', got {name!r}")
+    paths = _model_layer_paths(model)
+    if name == "codec" or name.startswith("codec."):
+        raise ValueError(
+            f"{name!r} is inside the frozen picture codec, the pixel decoder every strict-sense organism "
+            f"shares, not this {type(model).__name__}'s representation; its last layer before the codec "
+            f"is {paths[-1]!r}"
+        )
+    modules = {path: m for path, m in model.named_modules() if path and not path.startswith("codec")}
+    if name in modules:
+        return modules[name]
+    close = difflib.get_close_matches(name, paths, n=5, cutoff=0.6) or difflib.get_close_matches(
+        name, list(modules), n=5, cutoff=0.6
+    )
+    hint = f"closest valid names: {close}" if close else f"its layers are {paths}"
+    raise ValueError(f"unknown layer {name!r} in this {type(model).__name__}; {hint}")

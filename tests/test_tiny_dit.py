@@ -76,10 +76,26 @@ def test_precomputed_prompt_states_equal_the_pipelines(random_pipe, t5_tokens):
 
 
 def test_generation_defaults_leave_the_t5_slot_empty(random_pipe):
-    assert tiny_sd.defaults_of(random_pipe) is tiny_dit.DEFAULTS
+    assert tiny_sd.defaults_of(random_pipe) == tiny_dit.DEFAULTS
     assert tiny_dit.DEFAULTS["max_sequence_length"] == tiny_dit.T5_TOKENS == 0
     unet_pipe = tiny_sd.assemble(random_pipe.text_encoder, random_pipe.vae, tiny_sd.build_unet())
-    assert tiny_sd.defaults_of(unet_pipe) is tiny_sd.DEFAULTS
+    assert tiny_sd.defaults_of(unet_pipe) == tiny_sd.DEFAULTS
+
+
+def test_the_unet_organism_does_not_import_the_transformer_one():
+    """The defaults come from the organisms' folders, so tiny_sd needs nothing of tiny_dit (no cycle)."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(tiny_sd))
+    imported = [
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    ]
+    modules = [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    assert not [name for name in imported + modules if "tiny_dit" in name]
 
 
 # -- architecture ---------------------------------------------------------------------------------------
@@ -172,6 +188,58 @@ def test_save_load_round_trip_same_images(random_pipe, tmp_path):
     # Same weights: the reloaded text encoder's pooled output differs from the in-memory one by ~1e-7
     # (float rounding in another kernel), which can move a pixel by one level, no more.
     assert np.abs(before.astype(int) - after).max() <= 1
+
+
+#: (keyword, dtype) of from_pretrained: none, the historical torch_dtype, and diffusers' newer name.
+DTYPES = [
+    (None, None),
+    ("torch_dtype", torch.float32),
+    ("torch_dtype", torch.float16),
+    ("dtype", torch.bfloat16),
+]
+
+
+def _plain_load_generates(folder, keyword, dtype) -> None:
+    """``StableDiffusion3Pipeline.from_pretrained(folder, text_encoder_3=None, tokenizer_3=None)``, as SD 3.5
+    is loaded without its T5 (diffusers requires the slot to be loaded or passed): one dtype, and it
+    generates with the folder's defaults."""
+    import warnings
+
+    from diffusers import StableDiffusion3Pipeline
+
+    kwargs = {} if keyword is None else {keyword: dtype}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`torch_dtype` is deprecated", FutureWarning)
+        pipe = StableDiffusion3Pipeline.from_pretrained(
+            folder, text_encoder_3=None, tokenizer_3=None, local_files_only=True, **kwargs
+        )
+    pipe.set_progress_bar_config(disable=True)
+    parts = {m.dtype for m in pipe.components.values() if isinstance(m, torch.nn.Module)}
+    assert parts == {dtype or torch.float32}
+    settings = {**tiny_sd.defaults_of(pipe), "num_inference_steps": 2}
+    assert settings["max_sequence_length"] == 0  # read from the folder's latentkit_defaults.json
+    images = pipe(CAPTION, output_type="np", **settings).images
+    assert images.shape == (1, 64, 64, 3) and np.isfinite(images).all()
+
+
+@pytest.fixture(scope="module")
+def saved_fp16(random_pipe, tmp_path_factory):
+    """The random organism saved as the shipped one is (fp16 weights)."""
+    import copy
+
+    # save_organism casts the pipeline it is given: a copy, so the other tests keep fp32 weights
+    return tiny_dit.save_organism(copy.deepcopy(random_pipe), tmp_path_factory.mktemp("organism-sd3"))
+
+
+@pytest.mark.parametrize("keyword, dtype", DTYPES, ids=str)
+def test_a_saved_organism_loads_with_plain_from_pretrained(saved_fp16, keyword, dtype):
+    _plain_load_generates(saved_fp16, keyword, dtype)
+
+
+@needs_organism
+@pytest.mark.parametrize("keyword, dtype", DTYPES, ids=str)
+def test_shipped_organism_loads_with_plain_from_pretrained(keyword, dtype):
+    _plain_load_generates(data_dir() / tiny_dit.SD3_DIR, keyword, dtype)
 
 
 def test_missing_organism_says_how_to_get_it(tmp_path):

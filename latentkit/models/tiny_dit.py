@@ -187,11 +187,14 @@ def assemble(text_encoder, vae, transformer, tokenizer=None, scheduler=None):
             CLIP slots.
         vae: the U-Net organism's ``AutoencoderKL`` (given ``shift_factor=0`` if it has none).
         transformer: an ``SD3Transformer2DModel`` (:func:`build_transformer`).
+
+    The pipeline carries :data:`DEFAULTS` (``pipe.latentkit_defaults``, read by
+    :func:`latentkit.models.tiny_sd.defaults_of`) until it is saved.
     """
     from diffusers import StableDiffusion3Pipeline
 
     tokenizer = tokenizer if tokenizer is not None else world_tokenizer(tiny_sd.MAX_TOKENS)
-    return StableDiffusion3Pipeline(
+    pipe = StableDiffusion3Pipeline(
         transformer=transformer,
         scheduler=scheduler if scheduler is not None else build_scheduler(),
         vae=with_shift_factor(vae),
@@ -202,10 +205,19 @@ def assemble(text_encoder, vae, transformer, tokenizer=None, scheduler=None):
         text_encoder_3=None,
         tokenizer_3=None,
     )
+    pipe.latentkit_defaults = dict(DEFAULTS)
+    return pipe
 
 
 def save_organism(pipe, path: str | Path | None = None, dtype=torch.float16) -> Path:
-    """Save the pipeline like a real SD3 checkpoint (safetensors, ``dtype``) plus our defaults."""
+    """Save the pipeline like a real SD3 checkpoint (safetensors, ``dtype``) plus our defaults.
+
+    Loads back with :func:`load_organism`, :func:`latentkit.models.real.load_pipeline` or plain
+    ``StableDiffusion3Pipeline.from_pretrained(path, text_encoder_3=None, tokenizer_3=None)`` (fp32 parts
+    without a dtype: :func:`latentkit.models.tiny_sd.portable_dtype`). The two ``None`` are needed as for
+    SD 3.5 without its T5: diffusers requires every slot of ``StableDiffusion3Pipeline`` but
+    ``image_encoder`` and ``feature_extractor`` to be loaded or passed.
+    """
     from latentkit.paths import data_dir
 
     path = Path(path) if path is not None else data_dir() / SD3_DIR

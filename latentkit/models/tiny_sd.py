@@ -44,13 +44,20 @@ from latentkit.tokenizer import EOS, world_tokenizer
 #: Where the organism and its CLIP live under ``data/`` (see :func:`latentkit.paths.data_dir`).
 SD_DIR, CLIP_DIR = "tiny-sd", "tiny-clip"
 
-#: The organism's default generation settings (what :func:`generate` and the notebooks use).
+#: The organism's default generation settings: what :func:`save_organism` writes to the folder's
+#: :data:`DEFAULTS_FILE`, which every loader then reads (:func:`read_defaults`, :func:`defaults_of`).
 DEFAULTS = {
     "num_inference_steps": 25,
     "guidance_scale": 4.0,
     "height": 64,
     "width": 64,
 }
+
+#: The file beside ``model_index.json`` that holds an organism's generation settings (and marks the folder
+#: as an organism's, for :func:`latentkit.models.real.load_pipeline`).
+DEFAULTS_FILE = "latentkit_defaults.json"
+#: The settings every organism's defaults file must give.
+DEFAULT_KEYS = ("num_inference_steps", "guidance_scale", "height", "width")
 
 IMAGE_SIZE = 64  # pixels; the VAE downsamples by 4, so the latent is 16x16
 LATENT_CHANNELS = 4
@@ -247,10 +254,14 @@ def encode_text(text_encoder, tokenizer, captions: list[str], batch_size: int = 
 
 
 def assemble(text_encoder, vae, unet, tokenizer=None, scheduler=None):
-    """Put trained parts together as a diffusers ``StableDiffusionPipeline`` (no safety checker)."""
+    """Put trained parts together as a diffusers ``StableDiffusionPipeline`` (no safety checker).
+
+    The pipeline carries :data:`DEFAULTS` (``pipe.latentkit_defaults``, read by :func:`defaults_of`) until
+    it is saved; a loaded one carries what its folder's :data:`DEFAULTS_FILE` says.
+    """
     from diffusers import StableDiffusionPipeline
 
-    return StableDiffusionPipeline(
+    pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer if tokenizer is not None else world_tokenizer(MAX_TOKENS),
@@ -260,6 +271,8 @@ def assemble(text_encoder, vae, unet, tokenizer=None, scheduler=None):
         feature_extractor=None,
         requires_safety_checker=False,
     )
+    pipe.latentkit_defaults = dict(DEFAULTS)
+    return pipe
 
 
 def save_organism(
@@ -272,7 +285,9 @@ def save_organism(
     """Save the pipeline like a real SD checkpoint (safetensors, ``dtype``) plus our defaults.
 
     ``defaults`` (default :data:`DEFAULTS`) and ``tokenizers`` (the pipeline's tokenizer slots) let the
-    transformer organism (:mod:`latentkit.models.tiny_dit`) save itself the same way.
+    transformer organism (:mod:`latentkit.models.tiny_dit`) save itself the same way. The weights are
+    stored in ``dtype``; every part loads in fp32 when ``from_pretrained`` is given no dtype
+    (:func:`portable_dtype`), as the real checkpoints do.
     """
     from latentkit.paths import data_dir
 
@@ -282,8 +297,69 @@ def save_organism(
     pipe.save_pretrained(path, safe_serialization=True)
     for slot in tokenizers:
         portable_tokenizer_class(path / slot, path / "model_index.json", slot)
-    (path / "latentkit_defaults.json").write_text(json.dumps(defaults or DEFAULTS, indent=2) + "\n")
+    for config in sorted(path.glob("*/config.json")):
+        portable_dtype(config)
+    settings = dict(defaults or DEFAULTS)
+    check_defaults(settings, where="save_organism(defaults=...)")
+    (path / DEFAULTS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
     return path
+
+
+def portable_dtype(config_path: Path) -> None:
+    """Record fp32 as the compute dtype in a transformers config (a text encoder's), whatever the weights'.
+
+    transformers 5 loads a model in the dtype its ``config.json`` records when ``from_pretrained`` is given
+    none (its default is ``dtype="auto"``), while diffusers loads its own models (U-Net, VAE) in fp32:
+    with ``"dtype": "float16"`` recorded, ``StableDiffusionPipeline.from_pretrained(folder)`` gave an fp16
+    text encoder beside an fp32 U-Net and failed at the first call ("mat1 and mat2 must have the same
+    dtype"). With ``"float32"`` recorded, a plain load is fp32 everywhere and ``torch_dtype=...`` still
+    sets every part. The weights on disk keep the dtype they were saved in. Configs of diffusers models
+    (no ``model_type``) are left as they are.
+    """
+    config = json.loads(config_path.read_text())
+    if "model_type" not in config:
+        return
+    config["dtype"] = "float32"
+    if "torch_dtype" in config:  # the name transformers 4 writes
+        config["torch_dtype"] = "float32"
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def check_defaults(settings: dict, where: str) -> dict:
+    """``settings`` if every key of :data:`DEFAULT_KEYS` is a number >= 0 (steps >= 1); else ValueError."""
+    missing = [k for k in DEFAULT_KEYS if k not in settings]
+    if missing:
+        raise ValueError(f"{where} lacks {missing}: an organism's defaults need {list(DEFAULT_KEYS)}")
+    bad = {
+        k: settings[k] for k in DEFAULT_KEYS if not isinstance(settings[k], int | float) or settings[k] < 0
+    }
+    if bad or settings["num_inference_steps"] < 1:
+        raise ValueError(f"{where}: the settings must be numbers >= 0 and steps >= 1, got {bad or settings}")
+    return settings
+
+
+def read_defaults(folder: str | Path) -> dict:
+    """The generation settings an organism's folder ships with (its :data:`DEFAULTS_FILE`).
+
+    Raises:
+        FileNotFoundError: the folder holds no defaults file (it is no organism saved by
+            :func:`save_organism`).
+        ValueError: the file is not a JSON object with :data:`DEFAULT_KEYS`.
+    """
+    path = Path(folder) / DEFAULTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing: {folder} is no organism saved by latentkit (save_organism writes it)"
+        )
+    try:
+        settings = json.loads(path.read_text())
+    except ValueError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(settings, dict):
+        raise ValueError(
+            f"{path} should hold a JSON object of pipeline arguments, got {type(settings).__name__}"
+        )
+    return check_defaults(settings, where=str(path))
 
 
 def portable_tokenizer_class(
@@ -326,7 +402,8 @@ def load_saved(pipeline_class, folder: str, retrain: str, device: str, dtype, pa
     """A saved organism pipeline (``data/<folder>/`` or ``path``), offline, on ``device``, progress bar off.
 
     The dtype defaults to fp16 on CUDA, fp32 elsewhere; ``retrain`` tells how to make a missing one;
-    ``kwargs`` go to ``from_pretrained``. Serves both organisms' ``load_organism``.
+    ``kwargs`` go to ``from_pretrained``. Serves both organisms' ``load_organism``. The pipeline carries
+    the folder's defaults (:func:`read_defaults`) as ``pipe.latentkit_defaults``.
     """
     from latentkit import resolve_device
     from latentkit.paths import shipped
@@ -337,8 +414,10 @@ def load_saved(pipeline_class, folder: str, retrain: str, device: str, dtype, pa
     path = Path(path) if path is not None else shipped(folder)
     if not (path / "model_index.json").exists():
         raise FileNotFoundError(f"{path} holds no saved pipeline (no model_index.json). {retrain}")
+    settings = read_defaults(path)
     pipe = pipeline_class.from_pretrained(path, dtype=dtype, local_files_only=True, **kwargs)
     pipe.set_progress_bar_config(disable=True)
+    pipe.latentkit_defaults = settings
     return pipe.to(device)
 
 
@@ -358,13 +437,26 @@ def load_clip(device: str = "auto", dtype: torch.dtype | None = None, path=None)
 
 
 def defaults_of(pipe) -> dict:
-    """The generation settings of the organism ``pipe`` is: :data:`DEFAULTS` for this U-Net organism,
-    :data:`latentkit.models.tiny_dit.DEFAULTS` for the transformer one (a ``StableDiffusion3Pipeline``)."""
-    if type(pipe).__name__ == "StableDiffusion3Pipeline":
-        from latentkit.models import tiny_dit
+    """The generation settings of the organism ``pipe`` is, as its folder's :data:`DEFAULTS_FILE` says.
 
-        return tiny_dit.DEFAULTS
-    return DEFAULTS
+    A pipeline made by an organism's ``assemble`` or ``load_organism`` carries them
+    (``pipe.latentkit_defaults``); one loaded with plain ``from_pretrained(folder)`` has them read from
+    that folder. Works for both organisms without this module knowing the other.
+
+    Raises:
+        ValueError: ``pipe`` is none of latentkit's organisms (pass the settings to the pipeline yourself).
+    """
+    settings = getattr(pipe, "latentkit_defaults", None)
+    if settings is not None:
+        return settings
+    folder = getattr(pipe, "name_or_path", None)
+    if folder and (Path(folder) / DEFAULTS_FILE).is_file():
+        return read_defaults(folder)
+    raise ValueError(
+        f"this {type(pipe).__name__} is no latentkit organism: it was neither made by an organism's "
+        f"assemble/load_organism nor loaded from a folder with {DEFAULTS_FILE} (got {folder!r}); pass "
+        "num_inference_steps, guidance_scale, height and width yourself"
+    )
 
 
 def generate(pipe, prompts, seed: int = 0, **kwargs):

@@ -50,9 +50,7 @@ def load_checkpoint(name: str, **state) -> int:
     return int(payload["step"])
 
 
-def start_or_resume(
-    name: str, model, ema: EMA, opt, shipped=None, shipped_steps: int = 0
-) -> tuple[int, int]:
+def start_or_resume(name: str, model, ema: EMA, opt, shipped=None, shipped_steps: int = 0) -> tuple[int, int]:
     """Where a training run starts: ``(step, stage_start)``.
 
     With a checkpoint, it resumes exactly (``stage_start`` is read back from it). Without one, and with
