@@ -82,16 +82,19 @@ class Base:
     call: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_world(cls, seed: int = 0, **call: Any) -> Base:
+    def from_world(cls, seed: int = 0, pipe: Any = None, **call: Any) -> Base:
         """A base whose prompt is a random training caption of the world (drawn with ``seed``).
 
-        ``call`` defaults to the organism's :data:`latentkit.models.tiny_sd.DEFAULTS`, overridden by
-        the keyword arguments given (e.g. ``num_inference_steps=10``).
+        ``call`` defaults to the generation settings of ``pipe`` (an organism's, from the
+        ``latentkit_defaults.json`` it ships with: :func:`latentkit.models.tiny_sd.defaults_of`), or of
+        the U-Net organism when no pipeline is given, overridden by the keyword arguments given (e.g.
+        ``num_inference_steps=10``).
         """
-        from latentkit.models.tiny_sd import DEFAULTS
+        from latentkit.models.tiny_sd import DEFAULTS, defaults_of
 
         factors = World(64).sample_factors(1, seed, split="train")
-        return cls(World.caption(factors)[0], seed, {**DEFAULTS, **call})
+        defaults = DEFAULTS if pipe is None else defaults_of(pipe)
+        return cls(World.caption(factors)[0], seed, {**defaults, **call})
 
     @property
     def steps(self) -> int:

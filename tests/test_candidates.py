@@ -324,3 +324,14 @@ def test_the_clip_shape_reader_reads_shapes_of_clean_renders():
     # (0.17) by more than three standard errors is what a working reader must show.
     accuracy = float((probs.argmax(1) == batch.factors.shape).mean())
     assert accuracy > 0.2, f"tiny CLIP reads the shape of clean renders at {accuracy:.2f} (chance 0.17)"
+
+
+def test_a_base_takes_the_defaults_of_the_pipeline_it_is_given():
+    from latentkit.models.tiny_dit import DEFAULTS as DIT_DEFAULTS
+    from latentkit.models.tiny_dit import load_organism as load_dit
+
+    base = C.Base.from_world(seed=0, pipe=load_dit("cpu"), num_inference_steps=3)
+    assert base.call == {**DIT_DEFAULTS, "num_inference_steps": 3}
+    assert base.call["max_sequence_length"] == DIT_DEFAULTS["max_sequence_length"]
+    with pytest.raises(ValueError, match="no latentkit organism"):
+        C.Base.from_world(seed=0, pipe=__import__("latentkit").tiny.build("sd1"))
