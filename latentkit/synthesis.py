@@ -21,6 +21,9 @@ image. Where each diffusion organism (U-Net, transformer) sits between the two i
 Two sources of observations, in the long format of :func:`latentkit.aspects.read_with_probes`:
 
 - layers of a diffusion pipeline: ``read_with_probes(probes, run_sweeps(pipe, pairs)).observations``;
+- layers of a strict-sense organism (the autoencoder's and the VAE's decoder, the GAN's generator), its code
+  first: ``read_with_probes(probes, strict_layer_injection(model, probes, 16)).observations``, the same
+  sweep as a diffusion model's, so both kinds of model are measured on one footing;
 - the inputs of any model that renders from a few spaces (an autoencoder's code, a GAN's z, a diffusion
   model's noise and prompt): :func:`input_injection`, or :func:`space_injection` for one :class:`Space`;
   for a diffusion pipeline's noise and prompt with the *same* O/E pairs and counting as its layers,
@@ -35,6 +38,7 @@ Example::
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,11 +47,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latentkit.aspects import Run, layer_label
-from latentkit.injection import SweepResult
+from latentkit.aspects import Run, differing_pairs, layer_label
+from latentkit.injection import SweepResult, _inject_from_row, _mix
+from latentkit.layers import list_model_layers, patched, resolve, strict_model
 from latentkit.run import generate
 from latentkit.spaces import Space
-from latentkit.world import FACTORS
+from latentkit.world import FACTORS, Factors, World, caption_of, parse_caption
 
 #: An index at or above this is "synthesis in the strict sense": one space decides (almost) every factor.
 #: Fixed before any model was measured, as :data:`latentkit.properties.VERDICTS` were.
@@ -284,12 +289,182 @@ def space_injection(space: Space, probes, n: int = 256, seed: int = 0) -> pd.Dat
     return input_injection(lambda p: space.decode(p[space.name]), {space.name: space.sample}, probes, n, seed)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Injection into the layers of the strict-sense organisms (the autoencoder, the VAE, the GAN)
+
+#: The name under which :func:`strict_layer_injection` injects a strict-sense organism's code, the only
+#: input of its decoder (the autoencoder's bottleneck, the VAE's z, the GAN's z), first among its layers.
+CODE = "code"
+
+
+def strict_layer_injection(
+    model: torch.nn.Module,
+    probes=None,
+    pairs_or_n: int | Sequence[tuple[str, str]] = 16,
+    seed: int = 0,
+    layers: Sequence[str] | None = None,
+    *,
+    alpha: float = 1.0,
+) -> list[Run]:
+    """The injection sweep of notebook 04 on a strict-sense organism's own layers, one decoding per pair.
+
+    For each O/E pair the model decodes, in one batch, the codes ``[c_E, c_O, c_O, ..., c_O]`` into
+
+        rows  [E, O, O_1, ..., O_K]
+
+    where the copy of the :data:`CODE` entry gets E's code instead of O's, and a patch
+    (:func:`latentkit.layers.patched`) on layer k copies row E's activation into row O_k, as
+    :func:`latentkit.injection.sweep` does in a denoiser. The runs are read exactly as the diffusion
+    sweeps are: ``synthesis_index(read_with_probes(probes, runs, count=...).observations)``.
+
+    Where O and E come from:
+
+    - autoencoder and VAE: world images drawn from caption pairs (without jitter), encoded (the VAE: its
+      posterior mean). The runs' prompts are those captions, so ``count="prompted"`` counts a factor when
+      the model's decodings of O and of E show it as their captions say, as for the diffusion sweeps.
+    - GAN: it has no encoder, so ``2 n`` codes ``z ~ N(0, I)`` are drawn with ``seed`` and the runs'
+      prompts are what the probes read in the decoded O and E. Read GAN runs with ``count="read"`` (the
+      factors the probes read apart in O and E, as :func:`input_injection` counts): with ``"prompted"``
+      every factor would count, also those O and E share, which O_k "takes from E" by keeping O's.
+
+    What holds by construction: each of these decoders is a chain whose only input is the code, so a
+    layer's whole activation, replaced by E's, makes everything after it E's. At every layer, and for the
+    code, O_k is E (bit for bit on the CPU, as the tests check), so every share equals the code's: one
+    space decides everything, at every depth. The diffusion models' layers are measured the same way.
+
+    Args:
+        model: :func:`latentkit.models.autoencoder.load_autoencoder`, :func:`~latentkit.models.vae.load_vae`
+            or :func:`~latentkit.models.gan.load_gan`, in eval mode.
+        probes: :func:`latentkit.probes.load_probes`; needed for the GAN (its captions), not used otherwise.
+        pairs_or_n: ``(O caption, E caption)`` pairs (autoencoder and VAE), or a number of pairs: drawn by
+            :func:`latentkit.aspects.differing_pairs` (every factor differs) or, for the GAN, sampled.
+        seed: seeds the drawn pairs or the GAN's codes.
+        layers: what to inject, in the order of the table: :data:`CODE` and names of
+            :func:`latentkit.layers.list_model_layers` (any module path outside the codec works); default
+            the code, then every listed layer in forward order.
+        alpha: blend, ``O_k <- (1 - alpha) O_k + alpha E`` at the injected layer; 1 replaces, 0 changes
+            nothing.
+
+    Returns:
+        One :class:`latentkit.aspects.Run` per pair (``seed`` as given; ``original`` and ``edit``:
+        ``{"prompt": caption, "code": (1, D) tensor}``); each ``result`` a
+        :class:`latentkit.injection.SweepResult` with ``names`` = the injected entries. Cost: one
+        decoding at batch ``K + 2`` per pair.
+
+    Raises:
+        TypeError: for a model that is not a strict-sense organism.
+        ValueError: a model in training mode, an unknown layer (with the closest names), repeated
+            entries, a bad ``alpha`` or ``pairs_or_n``, caption pairs for the GAN, or the GAN without
+            probes.
+    """
+    spec = strict_model(model)
+    if spec is None:
+        raise TypeError(
+            f"strict_layer_injection takes the autoencoder, the VAE or the GAN, got {type(model).__name__}; "
+            "for a diffusers pipeline use latentkit.aspects.run_sweeps"
+        )
+    if model.training:
+        raise ValueError(
+            f"the {type(model).__name__} is in training mode: its batch norm would mix the rows of the "
+            "batch (O would see E everywhere); call model.eval() first"
+        )
+    names = [CODE, *(layer.name for layer in list_model_layers(model))] if layers is None else list(layers)
+    if not names:
+        raise ValueError(f"no layers to inject: pass e.g. layers=[{CODE!r}, 'decoder.net.6'], or None")
+    if len(set(names)) != len(names):
+        raise ValueError(f"layers names an entry twice: {names}")
+    for name in names:
+        if name != CODE:
+            resolve(model, name)  # unknown names fail here, with the closest valid ones, before any work
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 <= alpha <= 1.0:
+        raise ValueError(
+            f"alpha must be a number in [0, 1] (1 replaces O's activation by E's), got {alpha!r}"
+        )
+    codes_o, codes_e, captions = _strict_pairs(model, spec.code_dim, probes, pairs_or_n, seed)
+    decode = getattr(model, spec.decode)
+    runs = []
+    for i in range(len(codes_o)):
+        c_o, c_e = codes_o[i : i + 1], codes_e[i : i + 1]  # (1, D) each
+        result = _strict_sweep(decode, model, c_o, c_e, names, float(alpha))
+        if captions is None:  # the GAN: what the probes read in this run's O and E
+            read = probes.read(np.stack([result.original, result.edit]))
+            caption_o, caption_e = caption_of(read.names(0)), caption_of(read.names(1))
+        else:
+            caption_o, caption_e = captions[i]
+        o_args = {"prompt": caption_o, "code": c_o.cpu()}
+        e_args = {"prompt": caption_e, "code": c_e.cpu()}
+        runs.append(Run(i, int(seed), o_args, e_args, result))
+    return runs
+
+
+def _strict_pairs(
+    model: torch.nn.Module, code_dim: str, probes, pairs_or_n, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]] | None]:
+    """O's and E's codes (P, D) on the model's device, and the caption pairs (``None`` for the GAN)."""
+    device = next(model.parameters()).device
+    is_n = isinstance(pairs_or_n, int) and not isinstance(pairs_or_n, bool)
+    if is_n and pairs_or_n < 1:
+        raise ValueError(f"pairs_or_n={pairs_or_n} must be at least 1 (the number of O/E pairs)")
+    if not hasattr(model, "encode"):  # the GAN: sample its codes, caption them with the probes later
+        if not is_n:
+            raise ValueError(
+                "the GAN has no encoder, so a world image cannot be turned into its z: pass the number of "
+                "O/E pairs to sample (pairs_or_n=16), not captions"
+            )
+        if probes is None:
+            raise ValueError("the GAN's O and E are captioned by what the probes read: pass load_probes()")
+        z = torch.randn(
+            2, pairs_or_n, getattr(model, code_dim), generator=torch.Generator().manual_seed(seed)
+        )
+        return z[0].to(device), z[1].to(device), None
+    pairs = differing_pairs(pairs_or_n, seed=seed) if is_n else [tuple(pair) for pair in pairs_or_n]
+    if not pairs or any(len(pair) != 2 for pair in pairs):
+        raise ValueError("pairs_or_n must be a number of pairs or a list of (O caption, E caption) pairs")
+    captions = [caption for pair in pairs for caption in pair]  # O0, E0, O1, E1, ...
+    factors = Factors.from_names(**{f: [parse_caption(c)[f] for c in captions] for f in FACTORS})
+    images = World(64).render(factors).images  # (2P, 64, 64, 3) uint8
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255).to(device)  # (2P, 3, 64, 64)
+    with torch.no_grad():
+        codes = model.encode(x)
+    codes = codes[0] if isinstance(codes, tuple) else codes  # the VAE: (mu, logvar); its code is mu
+    return codes[0::2], codes[1::2], pairs
+
+
+def _every_call() -> bool:
+    """The injection window of a decoder: it has no denoising steps, so every call of a layer."""
+    return True
+
+
+def _strict_sweep(
+    decode: Callable[[torch.Tensor], torch.Tensor],
+    model: torch.nn.Module,
+    code_o: torch.Tensor,
+    code_e: torch.Tensor,
+    names: Sequence[str],
+    alpha: float,
+) -> SweepResult:
+    """One batched decoding of ``[E, O, O_1, ..., O_K]``, entry k injected into row ``2 + k``."""
+    n_rows = len(names) + 2
+    codes = [code_e, code_o] + [_mix(code_o, code_e, alpha) if name == CODE else code_o for name in names]
+    fns = {
+        name: _inject_from_row(0, [2 + k], n_rows, alpha, _every_call)
+        for k, name in enumerate(names)
+        if name != CODE
+    }
+    with torch.no_grad(), patched(model, fns):
+        images = decode(torch.cat(codes))  # (K + 2, 3, H, W) in [0, 1]
+    rows = images.permute(0, 2, 3, 1).float().cpu().numpy()  # (K + 2, H, W, 3)
+    return SweepResult(rows[1], rows[0], rows[2:], list(names))
+
+
 __all__ = [
+    "CODE",
     "INPUTS",
     "STRICT",
     "SynthesisIndex",
     "add_input_injection",
     "input_injection",
     "space_injection",
+    "strict_layer_injection",
     "synthesis_index",
 ]

@@ -74,7 +74,7 @@ def test_places_differ_only_when_the_interval_says_so():
     a, b = layers_of(5, "unet.a"), layers_of(5, "unet.b")
     early = observations({"unet.a.0": {"takes": ["content"]}})
     late = observations({"unet.b.4": {"takes": ["content"]}})
-    far = roles.compare_places(early, a[:1], late, b, "content", n_boot=50)
+    far = roles.compare_places(early, a[:1], late, b, "content", n_boot=20)
     assert far.gap == 1.0 and far.verdict == "different place" and "gap 1.00" in str(far)
     near = roles.compare_places(
         early, a[:1], observations({"unet.b.0": {"takes": ["content"]}}), b, "content"
