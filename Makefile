@@ -26,7 +26,7 @@ NB_OUT := build/notebooks
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help install run store test lint format weights benchmarks clean clean-all
+.PHONY: help install run store test test-fast lint format weights benchmarks clean clean-all
 
 help: ## list the targets
 	@echo "latentkit make targets (variables: PYTHON VENV TORCH_SPEC DEVICE, see Makefile):"
@@ -73,8 +73,11 @@ lab: $(STAMP) ## open the notebooks in JupyterLab (Ctrl-C stops it; LAB_ARGS="--
 book: $(STAMP) ## the executed notebooks as a static website in build/book/, for readers without Python
 	$(BIN)/python -m latentkit.book --out build/book
 
-test: lint ## ruff check, ruff format --check, then pytest (unit tests and notebooks)
+test: lint ## the whole suite CI runs: ruff, then pytest (unit tests, slow ones, every notebook); < 45 min
 	$(BIN)/pytest
+
+test-fast: $(STAMP) ## the edit-test loop: unit tests without the slow ones and without notebooks; < 5 min
+	$(BIN)/pytest tests -m "not slow" -q
 
 lint: $(STAMP) ## ruff check and ruff format --check, changing nothing
 	$(BIN)/ruff check .

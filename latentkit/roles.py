@@ -20,6 +20,7 @@ Used by notebooks ``04_layer_injection``, ``05_across_architectures`` and ``06_s
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -220,7 +221,7 @@ def compare_places(
     only_a: Collection[str] | None = None,
     only_b: Collection[str] | None = None,
     apart: float = APART,
-    n_boot: int = 200,
+    n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
     **role_kwargs,
@@ -228,9 +229,11 @@ def compare_places(
     """Claim C4 for one aspect: do two models hold it at a different relative depth?
 
     ``only_a`` / ``only_b``: the layers judged in each model (see :func:`role_table`). The own layer of each
-    model (:func:`own_layer` of :func:`role_table`) is found again in ``n_boot``
-    resamples of each model's O/E pairs, so the interval of the depth gap includes the uncertainty of
-    *which* layer is the aspect's own (a near-tie widens it).
+    model (:func:`own_layer` of :func:`role_table`) is found again in ``n_boot`` resamples of each model's
+    O/E pairs, so the interval of the depth gap includes the uncertainty of *which* layer is the aspect's
+    own (a near-tie widens it). Within a resample the rule is applied to the resampled means (a nested
+    bootstrap per resample would cost ``n_boot`` squared); a resample in which a model has no layer of its
+    own counts as an infinite gap, so an unsure place widens the interval instead of vanishing.
     """
     if aspect not in ASPECTS:
         raise ValueError(f"aspect must be one of {list(ASPECTS)}, got {aspect!r}")
@@ -242,15 +245,12 @@ def compare_places(
     gap = abs(own[0].depth - own[1].depth)
     if np.isnan(gap):
         return PlaceComparison(aspect, own[0], own[1], gap, (np.nan, np.nan), apart)
+    high, low = role_kwargs.get("high", HIGH), role_kwargs.get("low", LOW)
+    min_valid = role_kwargs.get("min_valid", MIN_VALID)
+    arrays = [_per_pair(o, ls, only) for o, ls, only in models]
     gaps = []
     for _ in range(n_boot):
-        depths = []
-        for o, ls, only in models:
-            pairs = np.unique(o["pair"])
-            drawn = rng.choice(pairs, len(pairs))
-            resampled = pd.concat([o[o.pair == p].assign(pair=k) for k, p in enumerate(drawn)])
-            roles = role_table(resampled, ls, n_boot=1, seed=seed, only=only, **role_kwargs)
-            depths.append(own_layer(roles, aspect).depth)
+        depths = [_resampled_own_depth(*arr, aspect, rng, high, low, min_valid) for arr in arrays]
         gaps.append(abs(depths[0] - depths[1]))
     gaps = np.array(gaps)
     if np.isnan(gaps).any():  # in some resamples a model has no layer of its own: the place is unsure
@@ -258,6 +258,51 @@ def compare_places(
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(gaps, [tail, 100 - tail])
     return PlaceComparison(aspect, own[0], own[1], float(gap), (float(low), float(high)), apart)
+
+
+def _per_pair(observations: pd.DataFrame, layers: Sequence[Layer], only: Collection[str] | None):
+    """Arrays for fast resampling: per layer, aspect and pair the mean over valid runs, and valid counts.
+
+    Returns:
+        ``(shares, valid, depths)``: ``(L, A, P)`` shares (NaN: no valid counted run), ``(L, P)`` valid runs,
+        ``(L,)`` relative depths, for the judged layers in depth order.
+    """
+    keep = [x for x in layers if only is None or x.name in only]
+    last = max(len(layers) - 1, 1)
+    names = [x.name for x in keep]
+    filtered = valid_only(observations[observations.layer.isin(names)])
+    pairs = np.unique(observations["pair"])
+    of_aspect = {f: a for a, fs in ASPECTS.items() for f in fs}
+    rows = filtered[filtered.measure.isin(list(of_aspect))].assign(aspect=lambda d: d.measure.map(of_aspect))
+    per_run = rows.groupby(["layer", "aspect", "pair", "seed"])["value"].mean()
+    per_pair = per_run.groupby(level=["layer", "aspect", "pair"]).mean()
+    index = pd.MultiIndex.from_product([names, list(ASPECTS), pairs], names=["layer", "aspect", "pair"])
+    shares = per_pair.reindex(index).to_numpy(float).reshape(len(names), len(ASPECTS), len(pairs))
+    ids = observations[(observations.measure == "in_distribution") & observations.layer.isin(names)]
+    valid = (
+        ids.groupby(["layer", "pair"])["value"]
+        .sum()
+        .reindex(pd.MultiIndex.from_product([names, pairs]), fill_value=0)
+    )
+    depths = np.array([x.depth / last for x in keep])
+    return shares, valid.to_numpy(float).reshape(len(names), len(pairs)), depths
+
+
+def _resampled_own_depth(shares, valid, depths, aspect, rng, high, low, min_valid) -> float:
+    """The own layer's depth of ``aspect`` in one resample of the pairs, by the resampled means."""
+    drawn = rng.integers(0, shares.shape[2], shares.shape[2])
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = np.nanmean(shares[:, :, drawn], axis=2)  # (L, A)
+    enough = valid[:, drawn].sum(1) >= min_valid
+    a = list(ASPECTS).index(aspect)
+    others = np.delete(means, a, axis=1)
+    mine = enough & (means[:, a] >= high) & np.all(~(others > low), axis=1)
+    if not mine.any():
+        return float("nan")
+    top = np.nanmax(np.where(mine, means[:, a], -np.inf))
+    tied = mine & np.isclose(means[:, a], top, rtol=0, atol=1e-12)
+    return float(depths[tied].mean())
 
 
 def deciding_sets(

@@ -160,6 +160,7 @@ def test_dask_batch_matches_the_local_one(tmp_path, cluster):
     assert os.getpid() not in set(table.pid)
 
 
+@pytest.mark.slow
 def test_dask_worker_killed_mid_run_loses_and_duplicates_nothing(tmp_path, cluster):
     """SIGKILL a worker while it runs an item: the item is run again elsewhere and stored once."""
     store = ResultStore(tmp_path / "kill")

@@ -282,6 +282,7 @@ def test_build_refuses_a_notebook_that_was_never_run(tmp_path):
         book.build_book(tmp_path / "book", tmp_path)
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_every_page_opens_in_chromium_without_errors(built, tmp_path):
     out, _ = built

@@ -83,6 +83,7 @@ def test_each_candidate_samples_perturbs_interpolates_and_decodes(organism, base
     assert hooks_left(organism) == []
 
 
+@pytest.mark.slow
 @needs_organism
 @needs_probes
 @pytest.mark.parametrize("kind", KINDS)
@@ -158,6 +159,7 @@ def test_the_vae_candidate_decodes_with_the_vae_alone(organism, base):
     assert np.abs(decoded - reference).max() <= 1
 
 
+@pytest.mark.slow
 @needs_organism
 def test_inverted_noise_leads_back_to_the_image(organism, base):
     """DDIM inversion: sampling from the inverted noise returns to the image's latent, fresh noise not."""

@@ -67,6 +67,7 @@ def test_notebook_items_pass_only_declared_parameters(notebooks):
         find_notebooks(["07"], notebooks)
 
 
+@pytest.mark.slow
 def test_notebooks_batch_writes_runs_figures_and_an_index_naming_failures(notebooks, tmp_path, capsys):
     out = tmp_path / "out"
     code = main(
@@ -98,6 +99,7 @@ def test_notebooks_batch_writes_runs_figures_and_an_index_naming_failures(notebo
     assert "0 done, 2 skipped, 2 failed" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_notebooks_batch_on_dask(notebooks, tmp_path):
     pytest.importorskip("distributed")
     out = tmp_path / "out"
@@ -153,6 +155,7 @@ def test_entry_point_is_installed():
     assert script.exists(), "pip install -e . should install the `latentkit` command"
 
 
+@pytest.mark.slow
 def test_sweep_runs_on_a_running_scheduler_by_address(tmp_path, capsys):
     distributed = pytest.importorskip("distributed")
     folder = tiny.save_tiny("sd1", tmp_path / "sd1")

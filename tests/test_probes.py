@@ -30,6 +30,7 @@ def _degraded(batch, blur=0.0, noise=0.0, shift=0.0, seed=0):
     return y.permute(0, 2, 3, 1).numpy()
 
 
+@pytest.mark.slow
 def test_clean_renders(probes, batch):
     acc = factor_accuracy(probes.read(batch.images), batch.factors, batch.centroids)
     for factor in FACTORS:
@@ -49,6 +50,7 @@ def test_clean_renders(probes, batch):
     ],
     ids=["blur1", "noise0.05", "shift0.05", "all"],
 )
+@pytest.mark.slow
 def test_degraded_renders(probes, batch, degradation):
     readout = probes.read(_degraded(batch, **degradation))
     acc = factor_accuracy(readout, batch.factors, batch.centroids)
@@ -75,6 +77,7 @@ def test_float_and_uint8_inputs_agree(probes, batch):
         assert np.array_equal(a.labels[f], b.labels[f]) and np.array_equal(a.labels[f], c.labels[f])
 
 
+@pytest.mark.slow
 def test_in_distribution_score_separates_valid_from_broken_images(probes, batch):
     m = 300
     valid = {

@@ -89,6 +89,7 @@ def test_real_architecture_folder_is_read_by_the_similarity_suite(arch, tmp_path
     assert table.value.between(-2, 2).all()
 
 
+@pytest.mark.slow
 @needs_organism
 def test_dask_sweep_equals_the_local_one(tmp_path):
     distributed = pytest.importorskip("distributed")

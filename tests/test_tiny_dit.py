@@ -284,6 +284,7 @@ def _small_report(split: str) -> dict:
     return tiny_sd.quality(pipe, probes, n=48, seed=123, split=split, batch_size=48)
 
 
+@pytest.mark.slow
 @needs_organism
 @needs_probes
 def test_quality_on_a_small_sample_meets_floors():
@@ -308,6 +309,7 @@ SHORTFALLS = {
 }
 
 
+@pytest.mark.slow
 @needs_organism
 @needs_probes
 @pytest.mark.parametrize("source, factor", target_params(tiny_dit.TARGETS, SHORTFALLS))

@@ -235,6 +235,7 @@ def heldout_report():
     return _small_report("heldout")
 
 
+@pytest.mark.slow
 @needs_organism
 @needs_probes
 def test_quality_on_a_small_sample_meets_floors(small_report):
@@ -254,6 +255,7 @@ SHORTFALLS = {
 }
 
 
+@pytest.mark.slow
 @needs_organism
 @needs_probes
 @pytest.mark.parametrize("source, factor", target_params(tiny_sd.TARGETS, SHORTFALLS))
