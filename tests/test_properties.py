@@ -241,3 +241,31 @@ def test_real_probes_ignoring_and_scrambling_decoders(probes):
     scrambled = scrambled_space(world)
     assert organization(scrambled, probes, n=300, n_pairs=100).value < 0.15
     assert smoothness(scrambled, probes, n=100).value < 0.05
+
+
+def test_linear_decodability_is_cross_validated_and_near_zero_without_information():
+    from latentkit.properties import _chance_corrected, linear_decodability
+    from latentkit.world import FACTORS
+
+    rng = np.random.default_rng(0)
+    n, dims = 256, 32
+    points = torch.from_numpy(rng.normal(size=(n, dims)))
+    noise_labels = np.stack([rng.integers(0, len(v), n) for v in FACTORS.values()], 1)
+    hits, majority = linear_decodability(points, noise_labels)
+    assert hits.shape == (n, len(FACTORS))  # every point tested once, held out
+    scores = _chance_corrected(hits.mean(0), majority)
+    assert np.all(np.abs(scores) < 0.35), scores  # no information: about 0, not -2 as a memorised fit gave
+    readable = noise_labels.copy()
+    readable[:, 0] = (points[:, 0].numpy() > 0).astype(int)  # one factor lies along a direction
+    hits, majority = linear_decodability(points, readable)
+    assert _chance_corrected(hits.mean(0), majority)[0] >= 0.7  # 0.80 measured: 1 informative dim of 32
+
+
+def test_a_property_outside_zero_one_is_an_error_not_clipped():
+    from latentkit.properties import PropertyResult
+
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]; a measurement outside it is a bug"):
+        PropertyResult("density", "s", 1.2, (0.9, 1.0))
+    with pytest.raises(ValueError, match="must lie in"):
+        PropertyResult("density", "s", float("nan"), (0.0, 1.0))
+    assert PropertyResult("density", "s", 1.0 + 1e-12, (0.5, 1.0)).value == 1.0
