@@ -232,7 +232,12 @@ class DiffusionSpace(Space):
         """(N, L, D) the pipeline's own text embeddings (its tokenizer and text encoder)."""
         _check_text_pipeline(self.pipe)
         with torch.no_grad():
-            embeds, _ = self.pipe.encode_prompt(list(captions), self.pipe.device, 1, False)
+            embeds, _ = self.pipe.encode_prompt(
+                prompt=list(captions),
+                device=self.pipe.device,
+                num_images_per_prompt=1,
+                do_classifier_free_guidance=False,
+            )
         return embeds.float().cpu()
 
 

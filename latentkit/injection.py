@@ -359,22 +359,23 @@ def equivalences(pipe: Any, layers: Sequence[str] | None = None, atol: float = 1
         An :class:`Equivalences`.
     """
     from latentkit.layers import dry_inputs
-    from latentkit.layers import patched as patched_layers
+    from latentkit.run import forward
 
     _, denoiser = find_denoiser(pipe)
     names = list(layers) if layers is not None else layer_names(pipe)
     one, two = dry_inputs(denoiser, None, seed=0), dry_inputs(denoiser, None, seed=1)
     inputs = _stack_rows(two, one)  # row 0: E, row 1: O
     outputs = {}
-    with torch.no_grad():
-        plain = denoiser(**inputs, return_dict=False)[0].float()
-        for name in names:
 
-            def take_e(act: torch.Tensor, _name: str) -> torch.Tensor:
-                return act.index_copy(0, torch.tensor([1], device=act.device), act[:1])
+    def take_e(act: torch.Tensor, _name: str) -> torch.Tensor:
+        return act.index_copy(0, torch.tensor([1], device=act.device), act[:1])
 
-            with patched_layers(denoiser, {name: take_e}):
-                outputs[name] = denoiser(**inputs, return_dict=False)[0][1].float()
+    def call():
+        return denoiser(**inputs, return_dict=False)[0].float()
+
+    plain = forward(denoiser, call)
+    for name in names:
+        outputs[name] = forward(denoiser, call, {name: take_e})[1]
     scale = float(plain.abs().max()) or 1.0
     trivial = [n for n in names if float((outputs[n] - plain[0]).abs().max()) <= atol * scale]
     groups: list[list[str]] = []

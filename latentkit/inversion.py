@@ -39,10 +39,18 @@ def invert(pipe, latents: torch.Tensor, caption: str, num_inference_steps: int) 
         (1, C, h, w) noise on the CPU.
     """
     _, denoiser = find_denoiser(pipe)
+    if not hasattr(pipe.scheduler, "alphas_cumprod"):
+        raise TypeError(
+            f"DDIM inversion needs a noise-prediction scheduler with alphas_cumprod (SD 1.x/2.x, the U-Net "
+            f"organism); {type(pipe.scheduler).__name__} samples along a flow (SD3, Flux): invert such a "
+            "model by integrating its velocity backwards instead"
+        )
     kind = pipe.scheduler.config.get("prediction_type", "epsilon")
     if kind not in ("epsilon", "v_prediction"):
         raise ValueError(f"invert handles epsilon and v_prediction models, not {kind!r}")
-    embeds, _ = pipe.encode_prompt([caption], pipe.device, 1, False)
+    embeds, _ = pipe.encode_prompt(
+        prompt=[caption], device=pipe.device, num_images_per_prompt=1, do_classifier_free_guidance=False
+    )
     alphas = pipe.scheduler.alphas_cumprod.double()
     x = latents.double()
     # The noise level of x at the start: where the forward sampler's last step ends (diffusers' DDIM puts

@@ -236,6 +236,21 @@ def _source(pipe: Any) -> str:
     return str(getattr(getattr(pipe, "config", None), "_name_or_path", None) or type(pipe).__name__)
 
 
+def forward(module: nn.Module, call: Any, fns: Mapping[str, PatchFn] | None = None) -> Any:
+    """One call of a model without a pipeline (a denoiser alone, a strict-sense decoder), patched.
+
+    Args:
+        module: a denoiser or a strict-sense model whose layers :func:`latentkit.layers.resolve` names.
+        call: a function of no arguments that runs it, e.g. ``lambda: decoder(codes)``.
+        fns: patches, ``{layer name: fn}``, attached for the call only.
+
+    Returns:
+        What ``call`` returns (computed without gradients).
+    """
+    with torch.no_grad(), patched(module, fns or {}):
+        return call()
+
+
 def record(
     pipe: Any,
     rows: Sequence[Mapping[str, Any]],
@@ -315,6 +330,7 @@ __all__ = [
     "StepTracker",
     "batch_inputs",
     "check_call",
+    "forward",
     "generate",
     "record",
     "record_calls",

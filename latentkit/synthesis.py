@@ -49,8 +49,8 @@ import torch
 
 from latentkit.aspects import Run, differing_pairs, layer_label
 from latentkit.injection import SweepResult, _inject_from_row, _mix
-from latentkit.layers import list_model_layers, patched, resolve, strict_model
-from latentkit.run import generate
+from latentkit.layers import list_model_layers, resolve, strict_model
+from latentkit.run import forward, generate
 from latentkit.spaces import Space
 from latentkit.world import FACTORS, Factors, World, caption_of, parse_caption
 
@@ -313,7 +313,7 @@ def strict_layer_injection(
         rows  [E, O, O_1, ..., O_K]
 
     where the copy of the :data:`CODE` entry gets E's code instead of O's, and a patch
-    (:func:`latentkit.layers.patched`) on layer k copies row E's activation into row O_k, as
+    (:func:`latentkit.run.forward`) on layer k copies row E's activation into row O_k, as
     :func:`latentkit.injection.sweep` does in a denoiser. The runs are read exactly as the diffusion
     sweeps are: ``synthesis_index(read_with_probes(probes, runs, count=...).observations)``.
 
@@ -451,8 +451,7 @@ def _strict_sweep(
         for k, name in enumerate(names)
         if name != CODE
     }
-    with torch.no_grad(), patched(model, fns):
-        images = decode(torch.cat(codes))  # (K + 2, 3, H, W) in [0, 1]
+    images = forward(model, lambda: decode(torch.cat(codes)), fns)  # (K + 2, 3, H, W) in [0, 1]
     rows = images.permute(0, 2, 3, 1).float().cpu().numpy()  # (K + 2, H, W, 3)
     return SweepResult(rows[1], rows[0], rows[2:], list(names))
 

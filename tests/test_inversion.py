@@ -27,3 +27,8 @@ def test_invert_matches_diffusers_inverse_scheduler(prediction_type):
             x = reference.step(out, t, x).prev_sample
     assert list(reversed(inversion.schedule_timesteps(pipe, steps))) == [int(t) for t in reference.timesteps]
     torch.testing.assert_close(ours, x, atol=1e-4 * float(x.abs().max()), rtol=1e-4)
+
+
+def test_a_flow_model_is_refused_with_what_to_do_instead():
+    with pytest.raises(TypeError, match=r"samples along a flow \(SD3, Flux\)"):
+        inversion.invert(tiny.build("sd3"), torch.zeros(1, 4, 16, 16), "a star", 4)
