@@ -1,10 +1,62 @@
-"""Save figures for reuse: every figure a notebook draws lands in ``figures/`` as PNG and PDF."""
+"""The notebooks' figures: heat maps of layer shares, injection grids, galleries, and the role diagram.
+
+Every figure function takes plain arrays and labels (no model, no table it must know how to read),
+returns the matplotlib ``Figure`` it drew, and lays its parts out in inches from measured text sizes,
+so a title, a cell's numbers or a label under an image never overlaps another and never falls below
+8 pt. :func:`save_figure` writes a figure to ``figures/`` as PNG and PDF.
+
+- :func:`heatmap`: layers x aspects, each cell's value and 95% interval printed, NaN cells hatched
+  "n/a", one colour bar per kind of number (notebooks 04 and 05; several models side by side on a
+  common relative-depth axis);
+- :func:`injection_grid`: the right half of the paper's Fig. 5, one injected image per layer, laid out in
+  the model's own shape (notebook 04);
+- :func:`pair_gallery`: several O/E pairs, each with its injected image at a few chosen layers;
+- :func:`role_diagram`: the left half of Fig. 5, the denoiser drawn as boxes coloured by each layer's
+  measured role (notebooks 04 and 05);
+- :func:`image_strip`: rows of images with a label under each (walks along a direction).
+
+Helpers turn the library's tables into what the figures take: :func:`table_cells` (values and
+intervals from :func:`latentkit.aspects.aspect_table` or :func:`latentkit.roles.role_table`),
+:func:`invalid_rows` and :func:`grid_rows`.
+
+Example (notebook 04)::
+
+    names = [x.name for x in layers]
+    values, low, high = table_cells(table, names, ["structure", "content", "surface", "in_distribution"])
+    fig = heatmap(
+        values,
+        low,
+        high,
+        rows=[layer_label(n) for n in names],
+        columns=["structure", "content", "surface", "in_distribution"],
+        kinds=["aspect", "aspect", "aspect", "in_distribution"],
+        groups=[x.group for x in layers],
+    )
+    save_figure(fig, "04_aspect_heatmap")
+"""
 
 from __future__ import annotations
 
+import difflib
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
+
+import matplotlib as mpl
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
+from matplotlib.path import Path as MplPath
 
 from latentkit.paths import figures_dir
+
+#: No text in these figures is smaller than this (points).
+MIN_FONTSIZE = 8
+_LINE = 1.25  # line height, in multiples of the font size
 
 
 def save_figure(fig, name: str, *, dpi: int = 150) -> list[Path]:
@@ -26,3 +78,1251 @@ def save_figure(fig, name: str, *, dpi: int = 150) -> list[Path]:
     fig.savefig(paths[0], dpi=dpi, bbox_inches="tight")
     fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None})  # same bytes each run
     return paths
+
+
+# --------------------------------------------------------------------------------------------------
+# Measuring text before it is placed: layouts are computed in inches, so nothing needs a second pass
+
+
+@lru_cache(maxsize=1)
+def _renderer():
+    from matplotlib.backends.backend_agg import RendererAgg
+
+    return RendererAgg(10, 10, 72)  # at 72 dpi one pixel is one point
+
+
+@lru_cache(maxsize=4096)
+def _line_width(line: str, fontsize: float, weight: str) -> float:
+    if not line:
+        return 0.0
+    prop = FontProperties(size=fontsize, weight=weight)
+    width, _, _ = _renderer().get_text_width_height_descent(line, prop, ismath=False)
+    return width / 72
+
+
+def text_size(text: str, fontsize: float, weight: str = "normal") -> tuple[float, float]:
+    """``(width, height)`` in inches of ``text`` (lines split at ``\\n``) at ``fontsize`` points."""
+    lines = str(text).split("\n")
+    width = max(_line_width(line, fontsize, weight) for line in lines)
+    return width, len(lines) * fontsize * _LINE / 72
+
+
+def _wrap(text: str, width: float, fontsize: float, weight: str = "normal") -> str:
+    """``text`` broken at spaces and after a combination's ``+``, every line at most ``width`` inches wide
+    (a single word wider than that keeps its own line)."""
+    out = []
+    for paragraph in str(text).split("\n"):
+        # break at spaces, and after the "+" that joins a combination's layers ("res0+up2"), never
+        # inside a signed number ("+0.50")
+        words = re.sub(r"(?<=\S)\+(?=\S)", "+\0", paragraph.replace(" ", "\0 ")).split("\0")
+        line = ""
+        for word in words:
+            trial = line + word
+            if line and _line_width(trial.strip(), fontsize, weight) > width:
+                out.append(line.strip())
+                line = word.lstrip()
+            else:
+                line = trial
+        out.append(line.strip())
+    return "\n".join(out)
+
+
+def _ink(rgba: Sequence[float]) -> str:
+    """Black or white, whichever reads better on a cell of colour ``rgba``."""
+    r, g, b = rgba[:3]
+    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+
+
+def _check_fontsize(fontsize: float) -> None:
+    if not fontsize >= MIN_FONTSIZE:
+        raise ValueError(f"fontsize={fontsize!r}: text in these figures is at least {MIN_FONTSIZE} pt")
+
+
+def _show(image: np.ndarray) -> np.ndarray:
+    """An image as imshow takes it without a clipping warning (float images clipped to [0, 1])."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] not in (3, 4):
+        raise ValueError(f"an image is (H, W, 3), got shape {image.shape}")
+    return np.clip(image, 0, 1) if np.issubdtype(image.dtype, np.floating) else image
+
+
+# --------------------------------------------------------------------------------------------------
+# Heat maps
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What the numbers of a heat-map column are: its colour-bar label, colour map and range.
+
+    ``vmin``/``vmax`` of ``None``: a range symmetric around 0 that holds every value of the kind.
+    """
+
+    label: str
+    cmap: str
+    vmin: float | None = 0.0
+    vmax: float | None = 1.0
+
+
+#: The kinds of heat-map columns. ``"aspect"``: a factor share (structure, content, surface, or ``all``,
+#: the mean over the six factors); ``"whole"``: a layer turned O into E in every factor;
+#: ``"in_distribution"``: the injected image is still a valid world image; ``"similarity"``: the
+#: similarity suite's baseline-subtracted scores (real images, no probes).
+KINDS: dict[str, Kind] = {
+    "aspect": Kind(
+        "share of runs in which O_L took E's value (mean over the column's factors)",
+        "viridis",
+    ),
+    "whole": Kind("share of runs in which O_L took E's value in every factor at once", "viridis"),
+    "in_distribution": Kind("share of injected images that are still valid world images", "cividis"),
+    "similarity": Kind("score(O_L, E) - score(O, E): above 0, O_L became more like E", "RdBu_r", None, None),
+}
+
+
+def table_cells(
+    table: Any, names: Sequence[str], columns: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Values and interval ends, ``(L, A)`` each, of ``columns`` for the layers ``names``.
+
+    Args:
+        table: :func:`latentkit.aspects.aspect_table` (tidy: ``layer``, ``aspect``, ``mean``, ``ci_low``,
+            ``ci_high``) or :func:`latentkit.roles.role_table` (one row per layer: ``<aspect>``,
+            ``<aspect>_low``, ``<aspect>_high``; its ``valid_share`` is the ``in_distribution`` column).
+        names: layer names, in the order of the heat map's rows.
+        columns: aspects, in the order of its columns.
+
+    Returns:
+        ``(values, low, high)`` as float arrays; NaN where the table has NaN (not measured).
+    """
+    names, columns = list(names), list(columns)
+    tidy = {"layer", "aspect", "mean", "ci_low", "ci_high"} <= set(table.columns)
+    if tidy:
+        present = set(table["aspect"])
+        grid = table.set_index(["layer", "aspect"])
+        layers = set(table["layer"])
+    else:
+        present = {c for c in table.columns if f"{c}_low" in table.columns} | (
+            {"in_distribution"} if "valid_share" in table.columns else set()
+        )
+        layers = set(table.index)
+    if missing := [n for n in names if n not in layers]:
+        close = difflib.get_close_matches(missing[0], sorted(layers), n=3)
+        raise ValueError(f"layers {missing[:3]} are not in the table; closest names: {close}")
+    if missing := [c for c in columns if c not in present]:
+        raise ValueError(f"columns {missing} are not in the table; it has {sorted(present)}")
+    out = np.full((3, len(names), len(columns)), np.nan)
+    for j, column in enumerate(columns):
+        if tidy:
+            cells = grid.xs(column, level="aspect").reindex(names)
+            parts = [cells["mean"], cells["ci_low"], cells["ci_high"]]
+        elif column == "in_distribution" and column not in table.columns:
+            parts = [table.loc[names, k] for k in ("valid_share", "valid_low", "valid_high")]
+        else:
+            parts = [table.loc[names, k] for k in (column, f"{column}_low", f"{column}_high")]
+        for k, part in enumerate(parts):
+            out[k, :, j] = np.asarray(part, dtype=float)
+    return out[0], out[1], out[2]
+
+
+def invalid_rows(table: Any, names: Sequence[str], below: float = 0.5) -> np.ndarray:
+    """``(L,)`` bool: layers whose injected images were mostly invalid (valid share under ``below``).
+
+    Reads ``valid_share`` of a role table or the ``in_distribution`` rows of an aspect table.
+    """
+    if "valid_share" in getattr(table, "columns", []):
+        share = np.asarray(table.loc[list(names), "valid_share"], dtype=float)
+    else:
+        share = table_cells(table, names, ["in_distribution"])[0][:, 0]
+    return share < below
+
+
+@dataclass
+class _Model:
+    """One model's block of a heat map, every array checked."""
+
+    name: str
+    values: np.ndarray  # (L, A)
+    low: np.ndarray | None
+    high: np.ndarray | None
+    rows: list[str]
+    groups: list[str] | None
+    depths: np.ndarray | None  # (L,) relative depths, or None: one row per layer
+    invalid: np.ndarray | None  # (L, A) bool
+
+
+def _as_grid(name: str, label: str, array: Any, shape: tuple[int, int]) -> np.ndarray:
+    out = np.asarray(getattr(array, "to_numpy", lambda: array)(), dtype=float)
+    if out.shape != shape:
+        raise ValueError(f"{label}{name}: shape {out.shape}, expected {shape} (rows x columns)")
+    return out
+
+
+def _per_model(arg: Any, names: list[str], label: str, multi: bool) -> dict[str, Any]:
+    if not multi:
+        return {names[0]: arg}
+    if arg is None:
+        return dict.fromkeys(names)
+    if not isinstance(arg, Mapping) or set(arg) != set(names):
+        raise ValueError(
+            f"with several models, {label} must be a dict with the same keys as values ({names}), "
+            f"got {type(arg).__name__}{'' if not isinstance(arg, Mapping) else ' with ' + str(list(arg))}"
+        )
+    return dict(arg)
+
+
+def _models(values, low, high, rows, groups, depths, mostly_invalid, n_cols, kinds) -> list[_Model]:
+    multi = isinstance(values, Mapping)
+    names = list(values) if multi else [""]
+    if multi and not names:
+        raise ValueError("values is an empty dict: give at least one model")
+    vals = dict(values) if multi else {"": values}
+    per = {
+        label: _per_model(arg, names, label, multi)
+        for label, arg in [
+            ("low", low),
+            ("high", high),
+            ("rows", rows),
+            ("groups", groups),
+            ("depths", depths),
+            ("mostly_invalid", mostly_invalid),
+        ]
+    }
+    models = []
+    for name in names:
+        rows_m = per["rows"][name]
+        if rows_m is None or isinstance(rows_m, str):
+            raise ValueError(f"rows{_of(name)} must be a list of row labels, got {rows_m!r}")
+        rows_m = [str(r) for r in rows_m]
+        shape = (len(rows_m), n_cols)
+        v = _as_grid(_of(name), "values", vals[name], shape)
+        lo = None if per["low"][name] is None else _as_grid(_of(name), "low", per["low"][name], shape)
+        hi = None if per["high"][name] is None else _as_grid(_of(name), "high", per["high"][name], shape)
+        if (lo is None) != (hi is None):
+            raise ValueError(f"give both low and high{_of(name)} (the interval's ends), or neither")
+        g = per["groups"][name]
+        if g is not None and len(g) != len(rows_m):
+            raise ValueError(f"groups{_of(name)}: {len(g)} entries for {len(rows_m)} rows")
+        d = per["depths"][name]
+        if d is None and multi:  # side by side: a common relative-depth axis, forward order 0 .. 1
+            d = np.linspace(0, 1, len(rows_m)) if len(rows_m) > 1 else np.zeros(1)
+        if d is not None:
+            d = np.asarray(d, dtype=float)
+            if d.shape != (len(rows_m),) or np.isnan(d).any() or (np.diff(d) <= 0).any():
+                raise ValueError(
+                    f"depths{_of(name)} must be {len(rows_m)} increasing numbers (relative depth, 0..1), "
+                    f"got {d.tolist()}"
+                )
+        bad = per["mostly_invalid"][name]
+        if bad is not None:
+            bad = np.asarray(bad, dtype=bool)
+            if bad.shape == (len(rows_m),):  # a row mark: every column but the validity itself
+                bad = bad[:, None] & np.array([k != "in_distribution" for k in kinds])[None, :]
+            if bad.shape != shape:
+                raise ValueError(f"mostly_invalid{_of(name)}: shape {bad.shape}, expected {shape} or (L,)")
+        models.append(_Model(name, v, lo, hi, rows_m, None if g is None else list(g), d, bad))
+    return models
+
+
+def _of(name: str) -> str:
+    return f" of {name!r}" if name else ""
+
+
+def _cell_text(v: float, lo: float, hi: float, digits: int, mode: str) -> str:
+    if np.isnan(v):
+        return "n/a"
+    value = f"{v:.{digits}f}"
+    if mode == "value" or np.isnan(lo) or np.isnan(hi):
+        return value
+    interval = f"[{lo:.{digits}f}, {hi:.{digits}f}]"
+    return f"{value} {interval}" if mode == "one line" else f"{value}\n{interval}"
+
+
+def _panels(kinds: list[str]) -> list[tuple[int, int]]:
+    """``(start, stop)`` column ranges of consecutive columns of one kind: one axes each."""
+    out, start = [], 0
+    for j in range(1, len(kinds) + 1):
+        if j == len(kinds) or kinds[j] != kinds[start]:
+            out.append((start, j))
+            start = j
+    return out
+
+
+def _edges(model: _Model, top: float | None, bottom: float | None) -> np.ndarray:
+    """Cell edges along y: integers around each row, or midpoints between depths (outer ones at
+    ``top``/``bottom``, so that every model fills the common axis and no band stays empty)."""
+    n = len(model.rows)
+    if model.depths is None:
+        return np.arange(n + 1) - 0.5
+    d = model.depths
+    mid = (d[1:] + d[:-1]) / 2
+    return np.r_[top, mid, bottom]
+
+
+def heatmap(
+    values: Any,
+    low: Any = None,
+    high: Any = None,
+    *,
+    rows: Any,
+    columns: Sequence[str],
+    kinds: str | Sequence[str],
+    groups: Any = None,
+    depths: Any = None,
+    mostly_invalid: Any = None,
+    title: str | None = None,
+    text: str = "auto",
+    digits: int = 2,
+    fontsize: float = 9,
+    row_label: str | None = None,
+    kind_labels: Mapping[str, str] | None = None,
+    max_width: float = 13.0,
+) -> Figure:
+    """A layers x aspects heat map, each cell's value and interval printed in it (notebooks 04, 05).
+
+    Consecutive columns of one kind share a panel; each kind gets a colour bar under the map whose
+    label says what its numbers are (:data:`KINDS`), kinds with the same colours sharing one bar.
+    NaN cells (not measured) are hatched grey and say ``n/a``.
+
+    Args:
+        values: ``(L, A)`` array or DataFrame (rows: layers in forward order, columns: ``columns``); or a
+            dict ``{model name: (L_m, A)}`` to lay several models side by side, each row at its relative
+            depth on one common axis (then ``rows``, ``low``, ``high``, ``groups``, ``depths`` and
+            ``mostly_invalid`` are dicts with the same keys).
+        low, high: ``(L, A)`` ends of each cell's interval (e.g. 95% bootstrap), or ``None`` for none.
+        rows: ``L`` row labels, e.g. ``layer_label(name)``.
+        columns: ``A`` column names (``_`` becomes a line break in the labels).
+        kinds: one :data:`KINDS` key per column, or one for all.
+        groups: ``L`` group names (``down``/``mid``/``up``): a white line where the group changes.
+        depths: ``L`` increasing relative depths (0 = first layer run, 1 = last); default: one row per
+            layer, or ``linspace(0, 1, L)`` when several models are given.
+        mostly_invalid: ``(L,)`` or ``(L, A)`` bool: cells outlined in red, for layers whose injected
+            images were mostly invalid (:func:`invalid_rows`); an ``(L,)`` mark spares
+            ``in_distribution`` columns.
+        title: printed above the map.
+        text: ``"auto"`` (one line ``"0.62 [0.40, 0.85]"`` when the map fits in ``max_width`` inches so,
+            else two lines), ``"one line"``, ``"two lines"`` or ``"value"`` (no interval).
+        digits: decimals of the numbers.
+        fontsize: of the cell texts and labels, at least 8 pt.
+        row_label: y-axis label; default "layer, in forward order (down | mid | up)" from ``groups``.
+        kind_labels: colour-bar labels to use instead of :data:`KINDS`' (kind -> label).
+        max_width: inches the map may take before ``"auto"`` falls back to two lines.
+
+    Returns:
+        The Figure. Its axes carry ``gid`` ``"heatmap"`` (panels) and ``"colorbar"``; NaN patches,
+        group separators and invalid marks carry ``"n/a"``, ``"group-separator"`` and
+        ``"mostly-invalid"``.
+    """
+    _check_fontsize(fontsize)
+    columns = [str(c) for c in columns]
+    if not columns:
+        raise ValueError("columns is empty: name at least one aspect")
+    kinds = [kinds] * len(columns) if isinstance(kinds, str) else list(kinds)
+    if len(kinds) != len(columns):
+        raise ValueError(f"{len(kinds)} kinds for {len(columns)} columns: give one per column, or one")
+    labels = {**{k: v.label for k, v in KINDS.items()}, **(kind_labels or {})}
+    if unknown := [k for k in kinds if k not in KINDS]:
+        raise ValueError(f"unknown kind(s) {sorted(set(unknown))}; use one of {list(KINDS)}")
+    if isinstance(digits, bool) or not isinstance(digits, int) or not 0 <= digits <= 6:
+        raise ValueError(f"digits must be an integer in 0..6, got {digits!r}")
+    modes = ("auto", "one line", "two lines", "value")
+    if text not in modes:
+        raise ValueError(f"text must be one of {modes}, got {text!r}")
+    models = _models(values, low, high, rows, groups, depths, mostly_invalid, len(columns), kinds)
+    multi = isinstance(values, Mapping)
+    panels = _panels(kinds)
+    norms = _norms(models, kinds)
+
+    # -- sizes, in inches, from the texts themselves
+    pad_w, pad_h = 0.14, 0.08
+    col_labels = [c.replace("_", "\n") for c in columns]
+    col_label_w = max(text_size(c, fontsize)[0] for c in col_labels) + 0.08
+    col_label_h = max(text_size(c, fontsize)[1] for c in col_labels) + 0.08
+
+    def widest(mode: str) -> float:
+        return max(
+            text_size(_cell_text(v, lo, hi, digits, mode), fontsize)[0]
+            for m in models
+            for v, lo, hi in zip(
+                m.values.ravel(),
+                (m.low if m.low is not None else np.full_like(m.values, np.nan)).ravel(),
+                (m.high if m.high is not None else np.full_like(m.values, np.nan)).ravel(),
+                strict=True,
+            )
+        )
+
+    row_label_w = [max(text_size(r, fontsize)[0] for r in m.rows) + 0.1 for m in models]
+    ylabel_w = 0.3
+    depth_axis_w = 0.75 if models[0].depths is not None else 0.0
+    gaps = 0.1 * (len(panels) - 1) * len(models) + sum(row_label_w) + ylabel_w + depth_axis_w
+    gaps += 0.3 * (len(models) - 1)
+    n_cells = len(columns) * len(models)
+    mode = text
+    if text == "auto":
+        fits = n_cells * max(widest("one line") + pad_w, col_label_w) + gaps <= max_width
+        mode = "one line" if fits else "two lines"
+    cell_w = max(widest(mode) + pad_w, col_label_w)
+    lines = 2 if mode == "two lines" else 1
+    cell_h = lines * fontsize * _LINE / 72 + pad_h
+
+    # the map's height: every model's smallest cell must hold its text
+    if models[0].depths is not None:
+        steps = [np.diff(m.depths) for m in models if len(m.rows) > 1]
+        # the finest model sets the axis' ends, so its outer rows keep their height; a coarser model's
+        # outer cells are cut there (they are tall anyway) and no model leaves an empty band
+        half = min((s.min() / 2 for s in steps), default=0.5)
+        top = min(m.depths[0] for m in models) - half
+        bottom = max(m.depths[-1] for m in models) + half
+        spans = [np.diff(_edges(m, top, bottom)).min() for m in models]
+        map_h = cell_h * (bottom - top) / min(spans)
+    else:
+        top = bottom = None
+        map_h = cell_h * len(models[0].rows)
+
+    # colour bars: one per colour map and range, labelled with the columns it serves
+    bars = _bars(kinds, columns, labels, norms)
+    widths = [row_label_w[i] + (ylabel_w if i == 0 else 0.3) for i in range(len(models))]
+    model_w = len(columns) * cell_w + 0.1 * (len(panels) - 1)
+    map_w = len(models) * model_w + sum(widths[1:])
+    bar_w = min(3.4, max(1.6, (map_w - 0.4 * (len(bars) - 1)) / len(bars)))
+    bar_labels = [_wrap(label, bar_w, fontsize) for _, label in bars]
+    bar_label_h = max(text_size(b, fontsize)[1] for b in bar_labels)
+    note = None
+    if any(m.invalid is not None and m.invalid.any() for m in models):
+        note = "red dashed outline: most of this layer's injected images were not valid world images"
+
+    title_h = text_size(title, fontsize + 2)[1] + 0.12 if title else 0.0
+    model_title_h = fontsize * _LINE / 72 + 0.12 if multi else 0.0
+    above = 0.1 + title_h + model_title_h + col_label_h
+    below = 0.2 + 0.16 + 0.3 + bar_label_h + (0.3 if note else 0.1)
+    fig_w = widths[0] + max(map_w, len(bars) * bar_w + 0.4 * (len(bars) - 1)) + depth_axis_w + 0.1
+    fig_h = above + map_h + below
+    fig = _new_figure(fig_w, fig_h)
+
+    def rect(x: float, y_top: float, w: float, h: float) -> list[float]:
+        """Figure-fraction rectangle of a box whose top-left corner is ``(x, y_top)`` inches."""
+        return [x / fig_w, 1 - (y_top + h) / fig_h, w / fig_w, h / fig_h]
+
+    if title:
+        fig.text(0.5, 1 - 0.1 / fig_h, title, ha="center", va="top", fontsize=fontsize + 2, gid="title")
+    mappables: dict[int, Any] = {}
+    x = 0.0
+    for i, model in enumerate(models):
+        x += widths[i]
+        start = x
+        edges = _edges(model, top, bottom)
+        axes = []
+        for p, (a, b) in enumerate(panels):
+            w = (b - a) * cell_w
+            ax = fig.add_axes(rect(x, above, w, map_h), gid="heatmap")
+            axes.append(ax)
+            mappables[a] = _draw_panel(
+                ax, model, a, b, kinds, norms, edges, digits, mode, fontsize, col_labels
+            )
+            if p:
+                ax.set_yticks([])
+            x += w + 0.1
+        x -= 0.1
+        first = axes[0]
+        centres = (edges[1:] + edges[:-1]) / 2 if model.depths is None else model.depths
+        first.set_yticks(centres, model.rows, fontsize=fontsize)
+        first.tick_params(axis="y", length=0, pad=3)
+        if i == 0:
+            first.set_ylabel(row_label or _row_label(model.groups), fontsize=fontsize)
+        if multi:
+            mid = (start + x) / 2
+            y = 1 - (0.1 + title_h) / fig_h
+            fig.text(mid / fig_w, y, model.name, ha="center", va="top", fontsize=fontsize + 1, gid="title")
+        if model.depths is not None and i == len(models) - 1:
+            right = axes[-1].secondary_yaxis("right")
+            right.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
+            right.tick_params(labelsize=fontsize)
+            right.set_ylabel("relative depth (0 = first layer run, 1 = last)", fontsize=fontsize)
+
+    # colour bars, left-aligned under the first model's map
+    y_bar = above + map_h + 0.2
+    bx = widths[0]
+    for (column_index, _), label in zip(bars, bar_labels, strict=True):
+        cax = fig.add_axes(rect(bx, y_bar, bar_w, 0.16), gid="colorbar")
+        bar = fig.colorbar(_mappable_for(mappables, panels, column_index), cax=cax, orientation="horizontal")
+        bar.ax.tick_params(labelsize=fontsize)
+        bar.set_label(label, fontsize=fontsize)
+        bx += bar_w + 0.4
+    if note:
+        fig.text(
+            widths[0] / fig_w, 0.08 / fig_h, note, ha="left", va="bottom", fontsize=fontsize, color="#B2182B"
+        )
+    fig._latentkit_text_mode = mode  # which form the cells took (the tests read it)
+    return fig
+
+
+def _mappable_for(mappables: dict[int, Any], panels: list[tuple[int, int]], column: int) -> Any:
+    """The mesh of the panel that holds ``column`` (the colour bar shows its colour map and range)."""
+    for a, b in panels:
+        if a <= column < b:
+            return mappables[a]
+    raise KeyError(column)
+
+
+def _norms(models: list[_Model], kinds: list[str]) -> dict[str, mpl.colors.Normalize]:
+    norms = {}
+    for kind in dict.fromkeys(kinds):
+        spec = KINDS[kind]
+        if spec.vmin is None or spec.vmax is None:
+            cols = [j for j, k in enumerate(kinds) if k == kind]
+            seen = np.concatenate([np.abs(m.values[:, cols]).ravel() for m in models])
+            seen = seen[~np.isnan(seen)]
+            top = float(np.ceil(10 * seen.max()) / 10) if len(seen) and seen.max() > 0 else 1.0
+            norms[kind] = mpl.colors.Normalize(-top, top)
+        else:
+            norms[kind] = mpl.colors.Normalize(spec.vmin, spec.vmax)
+    return norms
+
+
+def _bars(
+    kinds: list[str], columns: list[str], labels: Mapping[str, str], norms: Mapping[str, Any]
+) -> list[tuple[int, str]]:
+    """One colour bar per colour map and range: ``(first column index, label)``. A bar that serves
+    several kinds says which columns each part of its label is about."""
+    by_look: dict[tuple, list[str]] = {}
+    for kind in dict.fromkeys(kinds):
+        look = (KINDS[kind].cmap, norms[kind].vmin, norms[kind].vmax)
+        by_look.setdefault(look, []).append(kind)
+    bars = []
+    for group in by_look.values():
+        parts = []
+        for kind in group:
+            cols = ", ".join(c.replace("_", " ") for c, k in zip(columns, kinds, strict=True) if k == kind)
+            label = labels[kind]
+            if kind == "aspect" and "all" in columns and kinds[columns.index("all")] == "aspect":
+                label += "; all: the six factors"
+            parts.append(f"{cols}: {label}")
+        bars.append((kinds.index(group[0]), "\n".join(parts)))
+    return bars
+
+
+def _row_label(groups: list[str] | None) -> str:
+    if not groups:
+        return "layer, in forward order"
+    return f"layer, in forward order ({' | '.join(dict.fromkeys(groups))})"
+
+
+def _draw_panel(ax, model, a, b, kinds, norms, edges, digits, mode, fontsize, col_labels):
+    kind = kinds[a]
+    cmap = mpl.colormaps[KINDS[kind].cmap]
+    norm = norms[kind]
+    values = model.values[:, a:b]
+    mesh = ax.pcolormesh(
+        np.arange(b - a + 1) - 0.5, edges, np.ma.masked_invalid(values), cmap=cmap, norm=norm
+    )
+    ax.set_xlim(-0.5, b - a - 0.5)
+    ax.set_ylim(edges[-1], edges[0])  # the first layer at the top
+    ax.set_xticks(range(b - a), col_labels[a:b], fontsize=fontsize)
+    ax.xaxis.tick_top()
+    ax.tick_params(axis="x", length=0, pad=3)
+    centres = (edges[1:] + edges[:-1]) / 2 if model.depths is None else model.depths
+    # a text sits at its row's depth, moved inwards where that would cut it at the cell's edge
+    lines = 2 if mode == "two lines" else 1
+    per_inch = (edges[-1] - edges[0]) / (ax.get_position().height * ax.figure.get_size_inches()[1])
+    half_text = (lines * fontsize * _LINE / 72 / 2 + 0.03) * per_inch
+    for i in range(len(model.rows)):
+        top, bottom = edges[i], edges[i + 1]
+        for j in range(b - a):
+            v = values[i, j]
+            lo = model.low[i, a + j] if model.low is not None else np.nan
+            hi = model.high[i, a + j] if model.high is not None else np.nan
+            label = _cell_text(v, lo, hi, digits, mode)
+            if np.isnan(v):
+                ax.add_patch(
+                    Rectangle(
+                        (j - 0.5, top),
+                        1,
+                        bottom - top,
+                        facecolor="#E6E6E6",
+                        edgecolor="#9E9E9E",
+                        hatch="///",
+                        lw=0,
+                        gid="n/a",
+                    )
+                )
+                color = "black"
+            else:
+                color = _ink(cmap(norm(v)))
+            y = float(np.clip(centres[i], top + half_text, bottom - half_text))
+            if bottom - top <= 2 * half_text:
+                y = (top + bottom) / 2
+            ax.text(j, y, label, ha="center", va="center", fontsize=fontsize, color=color, gid="cell")
+            if model.invalid is not None and model.invalid[i, a + j]:
+                inset_x, inset_y = 0.03, 0.07 * (bottom - top)
+                ax.add_patch(
+                    Rectangle(
+                        (j - 0.5 + inset_x, top + inset_y),
+                        1 - 2 * inset_x,
+                        bottom - top - 2 * inset_y,
+                        fill=False,
+                        edgecolor="#D62728",
+                        lw=1.6,
+                        ls="--",
+                        gid="mostly-invalid",
+                    )
+                )
+    if model.groups:
+        for i in range(1, len(model.rows)):
+            if model.groups[i] != model.groups[i - 1]:
+                ax.axhline(edges[i], color="white", lw=2.5, gid="group-separator")
+    for side in ax.spines.values():
+        side.set_visible(False)
+    return mesh
+
+
+# --------------------------------------------------------------------------------------------------
+# pyplot or not: figures drawn in a notebook should show inline, figures in tests need no pyplot state
+
+
+def _pyplot_managed() -> bool:
+    """Whether pyplot is in use (a notebook imported it): then figures are made through it, so that
+    the inline backend shows them; else a bare Figure is made (no global state)."""
+    import sys
+
+    return "matplotlib.pyplot" in sys.modules
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    if _pyplot_managed():
+        import matplotlib.pyplot as plt
+
+        return plt.figure(figsize=(width, height))
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Grids of images: the injection grid, a gallery of pairs, strips along a direction
+
+
+def grid_rows(layers: Sequence[Any]) -> list[int | None]:
+    """The row of each layer in :func:`injection_grid`: its grid side (``shape[-1]`` of a ``(C, H, W)``
+    U-Net layer), or ``None`` for a transformer block (``(tokens, D)``) or an unmeasured shape."""
+    return [x.shape[-1] if x.shape is not None and len(x.shape) == 3 else None for x in layers]
+
+
+def _under_text(entry: Any) -> str:
+    if entry is None:
+        return ""
+    if isinstance(entry, str):
+        return entry
+    return ", ".join(str(e) for e in entry) or "-"
+
+
+def _per_image(took: Any, labels: Sequence[str], names: Sequence[str] | None = None) -> list[str]:
+    """The text under each image: ``took`` is a mapping (keyed by label or name) or one entry per image."""
+    if took is None:
+        return [""] * len(labels)
+    if isinstance(took, Mapping):
+        keys = list(names) if names is not None else list(labels)
+        return [_under_text(took.get(k, took.get(label, "-"))) for k, label in zip(keys, labels, strict=True)]
+    took = list(took)
+    if len(took) != len(labels):
+        raise ValueError(f"took has {len(took)} entries for {len(labels)} images")
+    return [_under_text(t) for t in took]
+
+
+def _row_order(keys: list[Any]) -> list[Any]:
+    """Distinct row keys, numbers from the largest (the finest grid at the top), then the rest."""
+    distinct = list(dict.fromkeys(keys))
+    numbers = sorted((k for k in distinct if isinstance(k, int | float | np.integer)), reverse=True)
+    return numbers + [k for k in distinct if not isinstance(k, int | float | np.integer)]
+
+
+def _image_axes(fig, fig_w, fig_h, x, y_top, size, image, title=None, under=None, fontsize=8, bold=False):
+    ax = fig.add_axes([x / fig_w, 1 - (y_top + size) / fig_h, size / fig_w, size / fig_h], gid="image")
+    ax.imshow(_show(image))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=fontsize, fontweight="bold" if bold else "normal", pad=3)
+    if under:
+        ax.text(
+            0.5, -0.04, under, transform=ax.transAxes, ha="center", va="top", fontsize=fontsize, gid="under"
+        )
+    return ax
+
+
+def injection_grid(
+    original: np.ndarray,
+    edit: np.ndarray,
+    injected: np.ndarray,
+    labels: Sequence[str],
+    rows_of: Sequence[Any] | Mapping[str, Any] | Callable[[int], Any],
+    took: Any = None,
+    *,
+    row_names: Mapping[Any, str] | None = None,
+    size: float = 1.0,
+    fontsize: float = 8,
+    title: str | None = None,
+) -> Figure:
+    """The paper's Fig. 5 (right half): one injected image per layer, in the model's own shape.
+
+    The row of an image is its layer's grid size (the finest at the top: the down path descends, the up
+    path climbs back), its column the layer's place in the forward pass; O and E stand on the left.
+    Titles are wrapped to their column and the labels under the images (``took``) to the image width,
+    so no two texts overlap.
+
+    Args:
+        original, edit: O and E, ``(H, W, 3)`` (uint8, or float in [0, 1]).
+        injected: ``(K, H, W, 3)``, one image per layer in forward order.
+        labels: ``K`` titles, e.g. ``layer_label(name)``.
+        rows_of: ``K`` row keys (e.g. :func:`grid_rows` of the layers: grid sides, ``None`` for
+            transformer blocks), a mapping label -> key, or a function of the image index.
+        took: what to print under each image: a mapping label -> text or list of words (e.g. the
+            factors the probes read as E's), or one entry per image.
+        row_names: key -> text written beside each row; default ``"16 x 16"`` for a side of 16.
+        size: side of each image, inches.
+        fontsize: of titles and labels, at least 8 pt.
+        title: printed above the grid.
+
+    Returns:
+        The Figure; image axes have ``gid`` ``"image"``, texts under images ``"under"``.
+    """
+    _check_fontsize(fontsize)
+    injected = np.asarray(injected)
+    labels = [str(label) for label in labels]
+    if injected.ndim != 4 or len(injected) != len(labels):
+        raise ValueError(
+            f"injected must be (K, H, W, 3) with one label per image: got shape {injected.shape} and "
+            f"{len(labels)} labels"
+        )
+    if callable(rows_of):
+        keys = [rows_of(k) for k in range(len(labels))]
+    elif isinstance(rows_of, Mapping):
+        keys = [rows_of[label] for label in labels]
+    else:
+        keys = list(rows_of)
+        if len(keys) != len(labels):
+            raise ValueError(f"rows_of has {len(keys)} entries for {len(labels)} images")
+    order = _row_order(keys)
+    names = {
+        k: f"{k} x {k}" if isinstance(k, int | np.integer) else ("" if k is None else str(k)) for k in order
+    }
+    names.update(row_names or {})
+    under = _per_image(took, labels)
+
+    pitch = size + 0.12
+    for text in labels + under:  # a word that cannot be broken widens every column
+        for word in text.replace("+", "+ ").split():
+            pitch = max(pitch, _line_width(word, fontsize, "normal") + 0.12)
+    titles = [_wrap(label, pitch - 0.1, fontsize) for label in labels]
+    under = [_wrap(u, pitch - 0.1, fontsize) for u in under]
+    title_h = max(text_size(t, fontsize)[1] for t in [*titles, "O (original)"]) + 0.08
+    under_h = max(text_size(u, fontsize)[1] for u in under) + 0.1 if any(under) else 0.0
+    row_h = title_h + size + under_h + 0.12
+    n_rows = max(len(order), 2)
+    stacked = len(order) >= 2  # O above E; with one row of layers, side by side
+    pair_w = pitch if stacked else 2 * pitch
+    gap = 0.45  # holds the rotated row names
+    top = text_size(title, fontsize + 2)[1] + 0.15 if title else 0.05
+    fig_w = 0.05 + pair_w + gap + len(labels) * pitch
+    fig_h = top + (n_rows if stacked else 1) * row_h
+    fig = _new_figure(fig_w, fig_h)
+    if title:
+        fig.text(0.5, 1 - 0.05 / fig_h, title, ha="center", va="top", fontsize=fontsize + 2, gid="title")
+    for r, (name, image) in enumerate([("O (original)", original), ("E (edit)", edit)]):
+        x = 0.05 + (0 if stacked else r * pitch)
+        y = top + (r * row_h if stacked else 0) + title_h
+        _image_axes(fig, fig_w, fig_h, x, y, size, image, name, fontsize=fontsize, bold=True)
+    x0 = 0.05 + pair_w + gap
+    for r, key in enumerate(order):
+        y = top + r * row_h + title_h
+        if names[key]:
+            fig.text(
+                (x0 - gap / 2) / fig_w,
+                1 - (y + size / 2) / fig_h,
+                names[key],
+                rotation=90,
+                ha="center",
+                va="center",
+                fontsize=fontsize,
+                color="#555555",
+                gid="row-name",
+            )
+    for k, image in enumerate(injected):
+        y = top + order.index(keys[k]) * row_h + title_h
+        x = x0 + k * pitch + (pitch - size) / 2
+        _image_axes(fig, fig_w, fig_h, x, y, size, image, titles[k], under[k] or None, fontsize)
+    return fig
+
+
+def _result_of(item: Any):
+    result = getattr(item, "result", item)
+    for attribute in ("original", "edit", "injected", "names"):
+        if not hasattr(result, attribute):
+            raise TypeError(
+                "expected a latentkit.aspects.Run or a latentkit.injection.SweepResult, "
+                f"got {type(item).__name__}"
+            )
+    return result
+
+
+def pair_gallery(
+    results: Sequence[Any],
+    layers: Sequence[str],
+    *,
+    labels: Sequence[str] | None = None,
+    captions: Sequence[str] | None = None,
+    took: Sequence[Any] | None = None,
+    size: float = 1.0,
+    fontsize: float = 8,
+    title: str | None = None,
+) -> Figure:
+    """Several O/E pairs, one row each: O, E, then the injected image at each of a few chosen layers.
+
+    Args:
+        results: :class:`latentkit.aspects.Run` or :class:`latentkit.injection.SweepResult` objects, one per
+            row.
+        layers: the layers to show (names of ``result.names``), one column each.
+        labels: column titles; default ``layer_label`` of each name.
+        captions: one text per row, written at its left (e.g. ``"pair 3"``).
+        took: one entry per row: a mapping layer name -> text or list of words, printed under the image.
+        size: side of each image, inches.
+        fontsize: at least 8 pt.
+        title: printed above the gallery.
+
+    Returns:
+        The Figure; image axes have ``gid`` ``"image"``.
+    """
+    from latentkit.layers import layer_label
+
+    _check_fontsize(fontsize)
+    rows = [_result_of(r) for r in results]
+    layers = list(layers)
+    if not rows or not layers:
+        raise ValueError("pair_gallery needs at least one result and one layer")
+    for r in rows:
+        if missing := [n for n in layers if n not in r.names]:
+            close = difflib.get_close_matches(missing[0], r.names, n=3)
+            raise ValueError(f"layers {missing[:3]} were not injected in this sweep; closest names: {close}")
+    labels = [layer_label(n) for n in layers] if labels is None else [str(x) for x in labels]
+    if len(labels) != len(layers):
+        raise ValueError(f"{len(labels)} labels for {len(layers)} layers")
+    if captions is not None and len(captions) != len(rows):
+        raise ValueError(f"{len(captions)} captions for {len(rows)} rows")
+    if took is not None and len(took) != len(rows):
+        raise ValueError(f"took has {len(took)} entries for {len(rows)} rows")
+    unders = [_per_image(None if took is None else took[i], labels, layers) for i in range(len(rows))]
+
+    pitch = size + 0.12
+    for text in labels + [u for row in unders for u in row]:
+        for word in text.replace("+", "+ ").split():
+            pitch = max(pitch, _line_width(word, fontsize, "normal") + 0.12)
+    titles = [_wrap(label, pitch - 0.1, fontsize) for label in labels]
+    unders = [[_wrap(u, pitch - 0.1, fontsize) for u in row] for row in unders]
+    caption_w = 0.0
+    wrapped_captions = None
+    if captions is not None:
+        caption_w = min(1.6, max(text_size(str(c), fontsize)[0] for c in captions)) + 0.12
+        wrapped_captions = [_wrap(str(c), caption_w - 0.1, fontsize) for c in captions]
+    title_h = max(text_size(t, fontsize)[1] for t in [*titles, "O (original)"]) + 0.08
+    under_h = max(text_size(u, fontsize)[1] for row in unders for u in row) + 0.1
+    if not any(u for row in unders for u in row):
+        under_h = 0.0
+    row_h = size + under_h + 0.12
+    top = (text_size(title, fontsize + 2)[1] + 0.15 if title else 0.05) + title_h
+    gap = 0.25
+    fig_w = 0.05 + caption_w + 2 * pitch + gap + len(layers) * pitch
+    fig_h = top + len(rows) * row_h
+    fig = _new_figure(fig_w, fig_h)
+    if title:
+        fig.text(0.5, 1 - 0.05 / fig_h, title, ha="center", va="top", fontsize=fontsize + 2, gid="title")
+    for i, r in enumerate(rows):
+        y = top + i * row_h
+        if wrapped_captions is not None:
+            fig.text(
+                0.05 / fig_w,
+                1 - (y + size / 2) / fig_h,
+                wrapped_captions[i],
+                ha="left",
+                va="center",
+                fontsize=fontsize,
+                gid="caption",
+            )
+        x = 0.05 + caption_w
+        for j, (name, image) in enumerate([("O (original)", r.original), ("E (edit)", r.edit)]):
+            head = name if i == 0 else None
+            _image_axes(fig, fig_w, fig_h, x + j * pitch, y, size, image, head, fontsize=fontsize, bold=True)
+        x += 2 * pitch + gap
+        for k, name in enumerate(layers):
+            image = r.injected[r.names.index(name)]
+            head = titles[k] if i == 0 else None
+            _image_axes(
+                fig, fig_w, fig_h, x + k * pitch, y, size, image, head, unders[i][k] or None, fontsize
+            )
+    return fig
+
+
+def image_strip(
+    images: np.ndarray,
+    *,
+    under: Sequence[Sequence[str]] | Sequence[str] | None = None,
+    row_labels: Sequence[str] | None = None,
+    size: float = 0.9,
+    fontsize: float = 8,
+    title: str | None = None,
+) -> Figure:
+    """Rows of images with a label under each, e.g. walks along directions (``"-2.0 sd"`` ... ``"+2.0 sd"``).
+
+    Args:
+        images: ``(R, C, H, W, 3)``, or ``(C, H, W, 3)`` for one row.
+        under: ``C`` labels shared by every row, or ``R`` lists of ``C``.
+        row_labels: ``R`` texts written at the left of the rows (e.g. ``"PC 1"``).
+        size: side of each image, inches.
+        fontsize: at least 8 pt.
+        title: printed above the strip.
+
+    Returns:
+        The Figure; image axes have ``gid`` ``"image"``.
+    """
+    _check_fontsize(fontsize)
+    images = np.asarray(images)
+    if images.ndim == 4:
+        images = images[None]
+    if images.ndim != 5:
+        raise ValueError(f"images must be (R, C, H, W, 3) or (C, H, W, 3), got shape {images.shape}")
+    n_rows, n_cols = images.shape[:2]
+    if under is None:
+        unders = [[""] * n_cols for _ in range(n_rows)]
+    elif len(under) == n_cols and all(isinstance(u, str) for u in under):
+        unders = [list(under)] * n_rows
+    else:
+        unders = [list(u) for u in under]
+        if len(unders) != n_rows or any(len(u) != n_cols for u in unders):
+            raise ValueError(f"under must hold {n_cols} labels, or {n_rows} lists of {n_cols}")
+    if row_labels is not None and len(row_labels) != n_rows:
+        raise ValueError(f"{len(row_labels)} row labels for {n_rows} rows")
+    pitch = size + 0.1
+    for word in (w for row in unders for u in row for w in str(u).split()):
+        pitch = max(pitch, _line_width(word, fontsize, "normal") + 0.1)
+    unders = [[_wrap(str(u), pitch - 0.08, fontsize) for u in row] for row in unders]
+    under_h = max(text_size(u, fontsize)[1] for row in unders for u in row) + 0.08
+    label_w = 0.0 if row_labels is None else max(text_size(str(r), fontsize)[0] for r in row_labels) + 0.15
+    top = text_size(title, fontsize + 2)[1] + 0.15 if title else 0.05
+    row_h = size + under_h + 0.1
+    fig_w = 0.05 + label_w + n_cols * pitch
+    fig_h = top + n_rows * row_h
+    fig = _new_figure(fig_w, fig_h)
+    if title:
+        fig.text(0.5, 1 - 0.05 / fig_h, title, ha="center", va="top", fontsize=fontsize + 2, gid="title")
+    for i in range(n_rows):
+        y = top + i * row_h
+        if row_labels is not None:
+            fig.text(
+                (0.05 + label_w - 0.1) / fig_w,
+                1 - (y + size / 2) / fig_h,
+                str(row_labels[i]),
+                ha="right",
+                va="center",
+                fontsize=fontsize,
+                gid="row-name",
+            )
+        for j in range(n_cols):
+            x = 0.05 + label_w + j * pitch
+            _image_axes(fig, fig_w, fig_h, x, y, size, images[i, j], None, unders[i][j] or None, fontsize)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# The role diagram: the left half of Fig. 5
+
+#: Colour of each role (Okabe-Ito: told apart also by colour-blind readers) and what it means.
+ROLE_STYLE: dict[str, dict[str, Any]] = {
+    "structure": {"facecolor": "#0072B2"},
+    "content": {"facecolor": "#D55E00"},
+    "surface": {"facecolor": "#009E73"},
+    "mixed": {"facecolor": "#CC79A7"},
+    "weak": {"facecolor": "#BDBDBD"},
+    "undecided": {"facecolor": "#FFFFFF", "hatch": "..", "edgecolor": "#555555"},
+    "undetermined": {"facecolor": "#F0F0F0", "hatch": "///", "edgecolor": "#9E9E9E"},
+}
+ROLE_MEANINGS: dict[str, str] = {
+    "structure": "structure: moves position and size",
+    "content": "content: moves the shape",
+    "surface": "surface: moves colours and texture",
+    "mixed": "mixed: moves several aspects",
+    "weak": "weak: moves no aspect reliably",
+    "undecided": "undecided: an interval straddles a threshold",
+    "undetermined": "undetermined: too few valid images",
+}
+ROLES = tuple(ROLE_STYLE)
+
+
+def skip_connections(layers: Sequence[Any]) -> list[tuple[str, str]]:
+    """The U-Net's skip connections as ``(source, destination)`` layer names, destinations in forward order.
+
+    diffusers' ``UNet2DConditionModel`` keeps the output of ``conv_in``, of every resnet (or the
+    attention after it) of the down path and of every down block's downsampler, and hands them, last
+    first, to the up path's resnets, one each. Sources that are not layers of :func:`list_layers` are
+    named by their module path (``unet.conv_in``, ``unet.down_blocks.0.downsamplers.0``).
+
+    Args:
+        layers: :func:`latentkit.layers.list_layers` of a U-Net (all of its layers, in depth order).
+
+    Returns:
+        The pairs; ``[]`` for a transformer, or when the listed layers are not a whole U-Net (the count
+        of sources and up resnets then disagrees).
+    """
+    names = [x.name for x in layers]
+    down: dict[int, dict[int, dict[str, str]]] = {}
+    ups = []
+    prefix = ""
+    for name in names:
+        parts = name.split(".")
+        if "down_blocks" in parts:
+            k = parts.index("down_blocks")
+            prefix = ".".join(parts[:k])
+            block, kind, j = int(parts[k + 1]), parts[k + 2], parts[k + 3]
+            if kind in ("resnets", "attentions"):
+                down.setdefault(block, {}).setdefault(int(j), {})[kind] = name
+        elif "up_blocks" in parts and parts[parts.index("up_blocks") + 2] == "resnets":
+            ups.append(name)
+    if not down or not ups:
+        return []
+    pre = f"{prefix}." if prefix else ""
+    sources = [f"{pre}conv_in"]
+    last = max(down)
+    for block in sorted(down):
+        for j in sorted(down[block]):
+            pair = down[block][j]
+            sources.append(pair.get("attentions", pair.get("resnets")))
+        if block != last:
+            sources.append(f"{pre}down_blocks.{block}.downsamplers.0")
+    if len(sources) != len(ups):
+        return []
+    return [(sources.pop(), up) for up in ups]
+
+
+def _box_text(label: str) -> str:
+    return label.replace(" ", "\n")
+
+
+def role_diagram(
+    layers: Sequence[Any],
+    roles: Mapping[str, str],
+    *,
+    title: str | None = None,
+    fontsize: float = 8,
+    legend: str = "all",
+) -> Figure:
+    """The denoiser drawn in its own shape, each layer's box coloured by its measured role.
+
+    A U-Net's down path descends (one row per grid size, the finest at the top), its mid block sits at
+    the bottom, its up path climbs back; skip connections are arcs from a down layer to the up layer
+    that receives its output. A transformer's blocks stand in one row, in forward order, with its groups
+    (``double`` / ``single`` blocks) named above them. The paper's Fig. 5 draws this by eye; here the
+    colours are :func:`latentkit.roles.role_table`'s roles.
+
+    Args:
+        layers: :func:`latentkit.layers.list_layers` of the denoiser (with shapes, for the rows).
+        roles: layer name -> role, one of :data:`ROLES` (e.g. ``role_table(...)["role"]``).
+        title: printed above the diagram.
+        fontsize: at least 8 pt.
+        legend: ``"all"`` (every role, so the key reads the same in every figure) or ``"present"``.
+
+    Returns:
+        The Figure; boxes carry ``gid`` ``"layer-box"`` (``get_label()``: the layer's name), arcs
+        ``"skip"``.
+    """
+    from matplotlib.lines import Line2D
+
+    from latentkit.layers import layer_label
+
+    _check_fontsize(fontsize)
+    layers = list(layers)
+    if not layers:
+        raise ValueError("no layers to draw: pass list_layers(pipe)")
+    if legend not in ("all", "present"):
+        raise ValueError(f"legend must be 'all' or 'present', got {legend!r}")
+    roles = dict(roles.items())
+    if missing := [x.name for x in layers if x.name not in roles]:
+        raise ValueError(
+            f"no role for {len(missing)} layer(s), e.g. {missing[:3]}; give every layer one "
+            "(role_table(...)['role'], or 'undetermined' for a layer that was not injected)"
+        )
+    if bad := sorted({r for r in (roles[x.name] for x in layers) if r not in ROLE_STYLE}):
+        close = difflib.get_close_matches(bad[0], ROLES, n=1)
+        raise ValueError(
+            f"unknown role(s) {bad}; roles are {list(ROLES)}"
+            + (f" (did you mean {close[0]!r}?)" if close else "")
+        )
+
+    unet = any(x.group in ("down", "mid", "up") for x in layers)
+    sides = grid_rows(layers)
+    if unet:
+        if all(s is not None for s in sides):
+            order = sorted(set(sides), reverse=True)
+            level = [order.index(s) for s in sides]
+            row_names = {order.index(s): f"{s} x {s}" for s in order}
+        else:  # no shapes: the block index tells the level
+            level = [_block_level(x.name, layers) for x in layers]
+            row_names = {}
+    else:
+        level = [0] * len(layers)
+        shape = layers[0].shape
+        row_names = {0: f"{shape[0]} tokens" if shape is not None and len(shape) == 2 else ""}
+
+    labels = [_box_text(layer_label(x.name)) for x in layers]
+    widest = max(text_size(t, fontsize)[0] for t in labels)
+    unit = max(0.6, (widest + 0.1) / 0.86)  # inches per step of the forward order
+    box_w, box_h = 0.86, 0.62
+    xs = list(range(len(layers)))
+    ys = [-lv for lv in level]
+
+    skips = skip_connections(layers) if unet else []
+    where = {x.name: (xs[i], ys[i]) for i, x in enumerate(layers)}
+    for i, x in enumerate(layers):  # downsamplers: between their block's last layer and the next block
+        parts = x.name.split(".")
+        if "down_blocks" in parts and i + 1 < len(layers):
+            k = parts.index("down_blocks")
+            sampler = ".".join(parts[: k + 2]) + ".downsamplers.0"
+            if layers[i + 1].name.split(".")[: k + 2] != parts[: k + 2]:
+                where[sampler] = (xs[i] + 0.5, ys[i + 1] + box_h / 2)  # above the gap, clear of boxes
+    conv_in = next((s for s, _ in skips if s.endswith("conv_in")), None)
+    if conv_in:
+        where[conv_in] = (-0.62, ys[0])  # on the input arrow
+
+    peak = max((0.32 + 0.1 * abs(where[d][0] - where[s][0]) for s, d in skips if s in where), default=0)
+    top_y = max(ys) + box_h / 2 + peak + 0.35 + (0.45 if not unet else 0)
+    bottom_y = min(ys) - box_h / 2 - 0.15
+    left_x = -1.6 - max((text_size(n, fontsize)[0] for n in row_names.values()), default=0) / unit
+    right_x = len(layers) + 0.2
+    legend_items = [r for r in ROLES if legend == "all" or r in {roles[x.name] for x in layers}]
+    entry_w = max(text_size(ROLE_MEANINGS[r], fontsize)[0] for r in legend_items) + 0.45
+    fig_w = (right_x - left_x) * unit
+    ncol = max(1, min(len(legend_items) + bool(skips), int(fig_w // entry_w)))
+    legend_rows = -(-(len(legend_items) + bool(skips)) // ncol)
+    legend_h = legend_rows * fontsize * 1.9 / 72 + 0.15
+    title_h = text_size(title, fontsize + 2)[1] + 0.1 if title else 0.0
+    diagram_h = (top_y - bottom_y) * unit
+    fig_h = diagram_h + legend_h + title_h
+    fig = _new_figure(fig_w, fig_h)
+    ax = fig.add_axes([0, legend_h / fig_h, 1, diagram_h / fig_h], gid="role-diagram")
+    ax.set_xlim(left_x, right_x)
+    ax.set_ylim(bottom_y, top_y)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    if title:
+        fig.text(0.5, 1 - 0.05 / fig_h, title, ha="center", va="top", fontsize=fontsize + 2, gid="title")
+
+    flow = {
+        "color": "#777777",
+        "lw": 1.0,
+        "arrowstyle": "-|>",
+        "mutation_scale": 8,
+        "shrinkA": 0,
+        "shrinkB": 0,
+    }
+    stubs = [(-1.0, ys[0], "in"), (len(layers), ys[-1], "out")]
+    for sx, sy, text in stubs:
+        ax.text(sx, sy, text, ha="center", va="center", fontsize=fontsize, color="#555555")
+    ax.add_patch(FancyArrowPatch((-1.0 + 0.25, ys[0]), (xs[0] - box_w / 2, ys[0]), **flow))
+    ax.add_patch(FancyArrowPatch((xs[-1] + box_w / 2, ys[-1]), (len(layers) - 0.25, ys[-1]), **flow))
+    for i in range(len(layers) - 1):
+        a, b = (xs[i] + box_w / 2, ys[i]), (xs[i + 1] - box_w / 2, ys[i + 1])
+        ax.add_patch(FancyArrowPatch(a, b, **flow))
+    for s, d in skips:
+        if s not in where:
+            continue
+        (x1, y1), (x2, y2) = where[s], where[d]
+        start = (x1, y1 + (box_h / 2 if s in roles else 0.0))
+        end = (x2, y2 + box_h / 2)
+        lift = 2 * (0.32 + 0.1 * abs(x2 - x1))  # a quadratic curve peaks at half its control's height
+        control = ((x1 + x2) / 2, max(start[1], end[1]) + lift)
+        path = MplPath([start, control, end], [MplPath.MOVETO, MplPath.CURVE3, MplPath.CURVE3])
+        ax.add_patch(
+            FancyArrowPatch(
+                path=path, arrowstyle="-|>", mutation_scale=8, color="#4D4D4D", lw=0.9, gid="skip", zorder=1
+            )
+        )
+        if s not in roles:  # conv_in or a downsampler: a dot where its output leaves
+            ax.plot([start[0]], [start[1]], "o", color="#4D4D4D", ms=3, zorder=2)
+    for i, x in enumerate(layers):
+        style = {"edgecolor": "#333333", **ROLE_STYLE[roles[x.name]]}
+        box = Rectangle(
+            (xs[i] - box_w / 2, ys[i] - box_h / 2),
+            box_w,
+            box_h,
+            lw=0.8,
+            gid="layer-box",
+            label=x.name,
+            zorder=3,
+            **style,
+        )
+        ax.add_patch(box)
+        ink = _ink(mpl.colors.to_rgba(style["facecolor"]))
+        # on a hatched box the label gets a plain ground, so the hatch never runs through the letters
+        ground = (
+            {"facecolor": style["facecolor"], "edgecolor": "none", "pad": 1.0} if "hatch" in style else None
+        )
+        ax.text(
+            xs[i],
+            ys[i],
+            labels[i],
+            ha="center",
+            va="center",
+            fontsize=fontsize,
+            color=ink,
+            zorder=4,
+            bbox=ground,
+        )
+    for lv, name in row_names.items():
+        ax.text(left_x + 0.05, -lv, name, ha="left", va="center", fontsize=fontsize, color="#555555")
+    if not unet:  # name the groups of blocks above them
+        groups = [x.group for x in layers]
+        start = 0
+        for i in range(1, len(groups) + 1):
+            if i == len(groups) or groups[i] != groups[start]:
+                y = box_h / 2 + 0.12
+                ax.plot([start - 0.4, i - 1 + 0.4], [y, y], color="#555555", lw=0.8)
+                ax.text(
+                    (start + i - 1) / 2,
+                    y + 0.08,
+                    f"{groups[start]} blocks",
+                    ha="center",
+                    va="bottom",
+                    fontsize=fontsize,
+                )
+                start = i
+    handles = [
+        Patch(lw=0.8, label=ROLE_MEANINGS[r], **{"edgecolor": "#333333", **ROLE_STYLE[r]})
+        for r in legend_items
+    ]
+    if skips:
+        handles.append(Line2D([], [], color="#4D4D4D", lw=0.9, label="skip connection"))
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.02),
+        ncol=ncol,
+        fontsize=fontsize,
+        frameon=False,
+        handlelength=1.6,
+        columnspacing=1.2,
+    )
+    return fig
+
+
+def _block_level(name: str, layers: Sequence[Any]) -> int:
+    """A U-Net layer's level from its block index when no shapes were measured."""
+    parts = name.split(".")
+    n_down = 1 + max(
+        (
+            int(p.split(".")[p.split(".").index("down_blocks") + 1])
+            for p in (x.name for x in layers)
+            if "down_blocks" in p
+        ),
+        default=0,
+    )
+    if "down_blocks" in parts:
+        return int(parts[parts.index("down_blocks") + 1])
+    if "up_blocks" in parts:
+        return max(n_down - 1 - int(parts[parts.index("up_blocks") + 1]), 0)
+    return n_down - 1

@@ -1,0 +1,422 @@
+"""The figure functions on small synthetic inputs: what they print, where, and that nothing overlaps."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from latentkit import figures, tiny
+from latentkit.layers import Layer, dry_inputs, list_layers
+from latentkit.world import ASPECTS
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+
+
+def drawn(fig):
+    fig.canvas.draw()
+    return fig.canvas.get_renderer()
+
+
+def boxes(fig, artists):
+    renderer = drawn(fig)
+    return [a.get_window_extent(renderer) for a in artists]
+
+
+def overlapping(bboxes) -> list[tuple[int, int]]:
+    """Pairs of bounding boxes that overlap by more than a pixel."""
+    out = []
+    for (i, a), (j, b) in itertools.combinations(enumerate(bboxes), 2):
+        if min(a.x1, b.x1) - max(a.x0, b.x0) > 1 and min(a.y1, b.y1) - max(a.y0, b.y0) > 1:
+            out.append((i, j))
+    return out
+
+
+def panels(fig):
+    return [ax for ax in fig.axes if ax.get_gid() == "heatmap"]
+
+
+def colorbar_labels(fig) -> list[str]:
+    return [ax.get_xlabel().replace("\n", " ") for ax in fig.axes if ax.get_gid() == "colorbar"]
+
+
+def cell_texts(ax):
+    return [t for t in ax.texts if t.get_gid() == "cell"]
+
+
+def small_map():
+    values = np.array([[0.62, 0.1, 0.9], [0.0, 1.0, np.nan], [0.5, 0.25, 0.3], [0.95, np.nan, 0.05]])
+    low, high = np.clip(values - 0.2, 0, 1), np.clip(values + 0.2, 0, 1)
+    low[0, 0], high[0, 0] = 0.40, 0.85
+    return values, low, high
+
+
+# --------------------------------------------------------------------------------------------------
+# heatmap
+
+
+def test_heatmap_prints_values_and_intervals_in_their_cells_and_n_a_where_nothing_was_measured():
+    values, low, high = small_map()
+    fig = figures.heatmap(
+        values,
+        low,
+        high,
+        rows=["down0 res0", "down0 attn0", "mid res0", "up0 res0"],
+        columns=["structure", "content", "in_distribution"],
+        kinds=["aspect", "aspect", "in_distribution"],
+        groups=["down", "down", "mid", "up"],
+    )
+    assert isinstance(fig, matplotlib.figure.Figure)
+    aspect_ax, valid_ax = panels(fig)  # one panel per kind of column
+    assert len([ax for ax in fig.axes if ax.get_gid() == "colorbar"]) == 2
+    assert [t.get_text() for t in aspect_ax.get_xticklabels()] == ["structure", "content"]
+    assert [t.get_text() for t in valid_ax.get_xticklabels()] == ["in\ndistribution"]
+    texts = {(round(t.get_position()[0]), round(t.get_position()[1])): t for t in cell_texts(aspect_ax)}
+    assert len(texts) == 8 and len(cell_texts(valid_ax)) == 4
+    assert texts[(0, 0)].get_text() == "0.62 [0.40, 0.85]"  # small enough for one line
+    assert texts[(1, 3)].get_text() == "n/a"
+    assert [t.get_text() for t in cell_texts(valid_ax)][1] == "n/a"
+    hatched = [p for ax in panels(fig) for p in ax.patches if p.get_gid() == "n/a"]
+    assert len(hatched) == 2 and all(p.get_hatch() for p in hatched)
+    assert all(t.get_fontsize() >= 8 for ax in panels(fig) for t in [*ax.texts, *ax.get_yticklabels()])
+    # every text stays inside its cell
+    renderer = drawn(fig)
+    for ax in panels(fig):
+        for t in cell_texts(ax):
+            x, y = t.get_position()
+            (x0, y0), (x1, y1) = ax.transData.transform([(x - 0.5, y + 0.5), (x + 0.5, y - 0.5)])
+            box = t.get_window_extent(renderer)
+            assert x0 - 1 <= box.x0 and box.x1 <= x1 + 1 and y0 - 1 <= box.y0 and box.y1 <= y1 + 1, t
+    # a white line where the group changes: down | mid | up
+    lines = [line.get_ydata()[0] for line in aspect_ax.lines if line.get_gid() == "group-separator"]
+    assert lines == [1.5, 2.5]
+    assert aspect_ax.get_ylabel() == "layer, in forward order (down | mid | up)"
+
+
+def test_each_colour_bar_says_what_its_columns_measure():
+    rng = np.random.default_rng(0)
+    columns = ["structure", "content", "surface", "all", "whole", "in_distribution"]
+    kinds = ["aspect"] * 4 + ["whole", "in_distribution"]
+    fig = figures.heatmap(rng.uniform(size=(3, 6)), rows=["a", "b", "c"], columns=columns, kinds=kinds)
+    assert len(panels(fig)) == 3  # aspects | whole | in_distribution
+    shares, valid = colorbar_labels(fig)  # `whole` shares its colours (and bar) with the aspects
+    assert "structure, content, surface, all: share of runs in which O_L took E's value" in shares
+    assert "whole: share of runs in which O_L took E's value in every factor" in shares
+    assert valid.startswith("in distribution: share of injected images that are still valid world images")
+    assert "took E's value" not in valid
+    # a kind with its own colours gets its own bar
+    fig = figures.heatmap(
+        rng.uniform(size=(3, 2)), rows=["a", "b", "c"], columns=["structure", "whole"], kinds="aspect"
+    )
+    assert len(colorbar_labels(fig)) == 1
+
+
+def test_similarity_scores_get_a_symmetric_scale_around_zero():
+    values = np.array([[-0.34, 0.2], [0.61, 0.0]])
+    fig = figures.heatmap(values, rows=["a", "b"], columns=["structure", "color"], kinds="similarity")
+    (bar,) = [ax for ax in fig.axes if ax.get_gid() == "colorbar"]
+    assert bar.get_xlim() == pytest.approx((-0.7, 0.7))
+    assert "score(O_L, E) - score(O, E)" in colorbar_labels(fig)[0]
+    assert [t.get_text() for t in cell_texts(panels(fig)[0])] == ["-0.34", "0.20", "0.61", "0.00"]
+
+
+def test_intervals_go_on_a_second_line_when_one_line_would_not_fit():
+    rng = np.random.default_rng(1)
+    values = rng.uniform(size=(2, 12))
+    args = {"rows": ["a", "b"], "columns": [f"c{j}" for j in range(12)], "kinds": "aspect"}
+    wide = figures.heatmap(values, values - 0.1, values + 0.1, max_width=30, **args)
+    narrow = figures.heatmap(values, values - 0.1, values + 0.1, max_width=6, **args)
+    assert wide._latentkit_text_mode == "one line" and narrow._latentkit_text_mode == "two lines"
+    first = cell_texts(panels(narrow)[0])[0].get_text()
+    assert first.count("\n") == 1 and first.split("\n")[1].startswith("[")
+    assert narrow.get_size_inches()[0] < wide.get_size_inches()[0]
+    forced = figures.heatmap(values, values - 0.1, values + 0.1, text="value", **args)
+    assert "[" not in cell_texts(panels(forced)[0])[0].get_text()
+
+
+def test_models_side_by_side_share_one_relative_depth_axis_and_no_titles_overlap():
+    rng = np.random.default_rng(2)
+    unet, dit = rng.uniform(size=(7, 2)), rng.uniform(size=(3, 2))
+    fig = figures.heatmap(
+        {"U-Net": unet, "transformer": dit},
+        {"U-Net": unet - 0.1, "transformer": dit - 0.1},
+        {"U-Net": unet + 0.1, "transformer": dit + 0.1},
+        rows={"U-Net": [f"u{i}" for i in range(7)], "transformer": [f"block{i}" for i in range(3)]},
+        columns=["structure", "in_distribution"],
+        kinds=["aspect", "in_distribution"],
+        title="two organisms",
+    )
+    axes = panels(fig)
+    assert len(axes) == 4  # two panels per model
+    assert len({ax.get_ylim() for ax in axes}) == 1
+    top, bottom = axes[0].get_ylim()[1], axes[0].get_ylim()[0]
+    assert top == pytest.approx(-1 / 12) and bottom == pytest.approx(
+        1 + 1 / 12
+    )  # the finer model's half step
+    assert [t.get_position()[1] for t in axes[2].get_yticklabels()] == pytest.approx([0, 0.5, 1])
+    (depth_axis,) = [c for c in axes[-1].child_axes]
+    assert depth_axis.get_ylabel().startswith("relative depth")
+    titles = [t for t in fig.texts if t.get_gid() == "title"]
+    assert sorted(t.get_text() for t in titles) == ["U-Net", "transformer", "two organisms"]
+    labels = [label for ax in axes for label in ax.get_xticklabels()]
+    assert overlapping(boxes(fig, [*titles, *labels])) == []
+    renderer = drawn(fig)
+    for ax in axes:  # texts stay inside the map and apart from each other
+        inside = ax.get_window_extent(renderer)
+        found = boxes(fig, cell_texts(ax))
+        assert all(
+            inside.x0 <= b.x0 and b.x1 <= inside.x1 and inside.y0 <= b.y0 <= b.y1 <= inside.y1 for b in found
+        )
+        assert overlapping(found) == []
+
+
+def test_cells_of_mostly_invalid_layers_are_outlined_and_the_figure_says_why():
+    values, low, high = small_map()
+    fig = figures.heatmap(
+        values,
+        low,
+        high,
+        rows=list("abcd"),
+        columns=["structure", "content", "in_distribution"],
+        kinds=["aspect", "aspect", "in_distribution"],
+        mostly_invalid=[False, True, False, False],
+    )
+    marks = [p for ax in panels(fig) for p in ax.patches if p.get_gid() == "mostly-invalid"]
+    assert len(marks) == 2  # the layer's two share cells; its in_distribution cell shows it already
+    assert any("not valid world images" in t.get_text() for t in fig.texts)
+    clean = figures.heatmap(values, rows=list("abcd"), columns=["s", "c", "v"], kinds="aspect")
+    assert not any(p.get_gid() == "mostly-invalid" for ax in panels(clean) for p in ax.patches)
+
+
+def test_heatmap_refuses_what_it_cannot_draw_right():
+    values = np.zeros((2, 2))
+    args = {"rows": ["a", "b"], "columns": ["structure", "content"], "kinds": "aspect"}
+    with pytest.raises(ValueError, match="shape"):
+        figures.heatmap(np.zeros((3, 2)), **args)
+    with pytest.raises(ValueError, match="unknown kind"):
+        figures.heatmap(values, **{**args, "kinds": "aspects"})
+    with pytest.raises(ValueError, match="at least 8 pt"):
+        figures.heatmap(values, fontsize=6, **args)
+    with pytest.raises(ValueError, match="both low and high"):
+        figures.heatmap(values, values, **args)
+    with pytest.raises(ValueError, match="same keys"):
+        figures.heatmap({"a": values, "b": values}, **args)
+    with pytest.raises(ValueError, match="increasing"):
+        figures.heatmap(values, depths=[0.5, 0.1], **args)
+
+
+def roles_and_aspects():
+    """A role table and an aspect table with known numbers, built from synthetic observations."""
+    from latentkit import aspects, roles
+    from latentkit.world import FACTORS
+
+    layers = [Layer(f"unet.up_blocks.0.resnets.{i}", "up", i, "ResnetBlock2D") for i in range(3)]
+    rows = []
+    for p in range(8):
+        for i, layer in enumerate(layers):
+            for aspect, factors in ASPECTS.items():
+                took = (aspect == "structure" and i == 0) or (aspect == "content" and i == 1 and p % 2 == 0)
+                rows += [(p, 0, layer.name, f, float(took)) for f in factors]
+            rows.append((p, 0, layer.name, "whole", 0.0))
+            rows.append((p, 0, layer.name, "in_distribution", float(i < 2 or p < 2)))
+    obs = pd.DataFrame(rows, columns=["pair", "seed", "layer", "measure", "value"])
+    assert set(obs.measure) <= {*FACTORS, "whole", "in_distribution"}
+    return layers, roles.role_table(obs, layers, n_boot=200), aspects.aspect_table(obs, layers, n_boot=200)
+
+
+def test_table_cells_read_role_tables_and_aspect_tables_alike():
+    layers, role_table, aspect_table = roles_and_aspects()
+    names = [x.name for x in layers]
+    values, low, high = figures.table_cells(role_table, names, ["structure", "content", "in_distribution"])
+    assert values[:, 0].tolist()[:2] == [1.0, 0.0] and np.isnan(values[2, 0])  # too few valid runs
+    assert values[:, 2].tolist() == [1.0, 1.0, 0.25]  # in_distribution is the role table's valid_share
+    assert low[1, 1] <= values[1, 1] == 0.5 <= high[1, 1]
+    tidy = figures.table_cells(aspect_table, names, ["structure", "in_distribution"])
+    assert tidy[0][:, 1].tolist() == [1.0, 1.0, 0.25]
+    assert figures.invalid_rows(role_table, names).tolist() == [False, False, True]
+    assert figures.invalid_rows(aspect_table, names).tolist() == [False, False, True]
+    with pytest.raises(ValueError, match="closest names"):
+        figures.table_cells(role_table, ["unet.up_blocks.0.resnets.9"], ["structure"])
+    with pytest.raises(ValueError, match="not in the table"):
+        figures.table_cells(role_table, names, ["colour"])
+
+
+# --------------------------------------------------------------------------------------------------
+# grids of images
+
+
+def images(n: int, side: int = 8) -> np.ndarray:
+    return np.linspace(0, 1, n)[:, None, None, None] * np.ones((n, side, side, 3))
+
+
+def test_injection_grid_lays_layers_out_in_the_models_shape_without_overlaps():
+    labels = ["down0 res0", "down1 res0", "mid res0", "up0 res0", "up1 attn0", "down0 res0+up1 attn0"]
+    sides = [16, 8, 4, 4, 8, 16]
+    took = {"down0 res0": ["pos"], "mid res0": ["pos", "size", "shape", "col", "bg", "tex"]}
+    fig = figures.injection_grid(images(1)[0], images(2)[1], images(6), labels, sides, took)
+    axes = [ax for ax in fig.axes if ax.get_gid() == "image"]
+    assert len(axes) == 8  # O, E and six layers
+    o, e, *layer_axes = axes
+    assert o.get_title() == "O (original)" and e.get_title() == "E (edit)"
+    assert o.get_position().x0 == e.get_position().x0 < layer_axes[0].get_position().x0
+    rows = [round(ax.get_position().y0, 6) for ax in layer_axes]
+    assert rows[0] == rows[5] > rows[1] == rows[4] > rows[2] == rows[3]  # 16 x 16 at the top
+    xs = [ax.get_position().x0 for ax in layer_axes]
+    assert xs == sorted(xs)  # forward order
+    names = sorted(t.get_text() for t in fig.texts if t.get_gid() == "row-name")
+    assert names == ["16 x 16", "4 x 4", "8 x 8"]
+    under = [t for ax in layer_axes for t in ax.texts if t.get_gid() == "under"]
+    assert [t.get_text().replace("\n", " ") for t in under][:1] == ["pos"]
+    assert all(t.get_fontsize() >= 8 for t in under)
+    texts = [ax.title for ax in axes] + under
+    assert overlapping(boxes(fig, texts)) == []
+
+
+def test_a_transformer_grid_is_one_row_with_o_and_e_beside_it():
+    fig = figures.injection_grid(
+        images(1)[0], images(1)[0], images(3), ["block0", "block1", "block2"], [None] * 3, ["pos", "", "-"]
+    )
+    axes = [ax for ax in fig.axes if ax.get_gid() == "image"]
+    assert len(axes) == 5 and len({round(ax.get_position().y0, 6) for ax in axes}) == 1
+    assert overlapping(boxes(fig, [ax.title for ax in axes])) == []
+    with pytest.raises(ValueError, match="rows_of has 2 entries"):
+        figures.injection_grid(images(1)[0], images(1)[0], images(3), ["a", "b", "c"], [4, 8])
+
+
+def test_pair_gallery_shows_each_pair_at_the_chosen_layers():
+    from latentkit.aspects import Run
+    from latentkit.injection import SweepResult
+
+    names = ["unet.down_blocks.0.resnets.0", "unet.mid_block.resnets.0", "unet.up_blocks.0.resnets.0"]
+    runs = [
+        Run(p, 0, {}, {}, SweepResult(images(1)[0], images(2)[1], images(3) * (p + 1) / 3, names))
+        for p in range(3)
+    ]
+    chosen = [names[2], names[0]]
+    fig = figures.pair_gallery(
+        runs, chosen, captions=[f"pair {p}" for p in range(3)], took=[{names[2]: ["pos"]}, None, {}]
+    )
+    axes = [ax for ax in fig.axes if ax.get_gid() == "image"]
+    assert len(axes) == 3 * 4
+    assert [ax.get_title() for ax in axes[:4]] == ["O (original)", "E (edit)", "up0 res0", "down0 res0"]
+    assert all(ax.get_title() == "" for ax in axes[4:])  # column titles once, at the top
+    assert np.allclose(axes[2].get_images()[0].get_array(), runs[0].result.injected[2])
+    assert np.allclose(axes[4 + 3].get_images()[0].get_array(), runs[1].result.injected[0])
+    assert [t.get_text() for t in axes[2].texts] == ["pos"]
+    captions = [t for t in fig.texts if t.get_gid() == "caption"]
+    assert [t.get_text() for t in captions] == ["pair 0", "pair 1", "pair 2"]
+    assert overlapping(boxes(fig, [*[ax.title for ax in axes[:4]], *captions])) == []
+    with pytest.raises(ValueError, match="closest names"):
+        figures.pair_gallery(runs, ["unet.mid_block.resnets.9"])
+
+
+def test_image_strip_labels_every_image():
+    fig = figures.image_strip(
+        images(6).reshape(2, 3, 8, 8, 3), under=["-1 sd", "0 sd", "+1 sd"], row_labels=["PC 1", "PC 2"]
+    )
+    axes = [ax for ax in fig.axes if ax.get_gid() == "image"]
+    under = [t for ax in axes for t in ax.texts]
+    assert len(axes) == 6 and [t.get_text() for t in under] == ["-1 sd", "0 sd", "+1 sd"] * 2
+    assert overlapping(boxes(fig, under)) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# the role diagram
+
+
+@pytest.fixture(scope="module")
+def sd1():
+    return tiny.build("sd1")
+
+
+@pytest.mark.parametrize("arch", ["sd1", "sdxl", "kandinsky22"])
+def test_skip_connections_are_the_ones_the_unet_concatenates(arch, sd1):
+    """Each up resnet's input ends with the output of the source the list names: checked on a forward pass."""
+    pipe = sd1 if arch == "sd1" else tiny.build(arch)
+    layers = list_layers(pipe)
+    pairs = figures.skip_connections(layers)
+    assert [d for _, d in pairs] == [
+        x.name for x in layers if ".up_blocks." in x.name and "resnets" in x.name
+    ]
+    assert pairs[-1][0] == "unet.conv_in" and "unet.down_blocks.0.downsamplers.0" in {s for s, _ in pairs}
+    unet = pipe.unet
+    outputs, inputs, handles = {}, {}, []
+
+    def keep(store, key, value):
+        store[key] = value[0] if isinstance(value, tuple) else value
+
+    try:
+        for src, dst in pairs:
+            module = unet.get_submodule(src.removeprefix("unet."))
+            handles.append(module.register_forward_hook(lambda m, a, out, s=src: keep(outputs, s, out)))
+            module = unet.get_submodule(dst.removeprefix("unet."))
+            handles.append(module.register_forward_pre_hook(lambda m, a, d=dst: keep(inputs, d, a[0])))
+        with torch.no_grad():
+            unet(**dry_inputs(unet, None), return_dict=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for src, dst in pairs:
+        skip = outputs[src]
+        assert torch.equal(inputs[dst][:, -skip.shape[1] :], skip), (src, dst)
+
+
+def test_role_diagram_colours_each_layer_by_its_role_in_the_unets_shape(sd1):
+    layers = list_layers(sd1)
+    cycle = itertools.cycle(figures.ROLES)
+    roles = {x.name: next(cycle) for x in layers}
+    fig = figures.role_diagram(layers, pd.Series(roles), title="tiny SD 1")
+    (ax,) = [a for a in fig.axes if a.get_gid() == "role-diagram"]
+    boxes_ = {p.get_label(): p for p in ax.patches if p.get_gid() == "layer-box"}
+    assert list(boxes_) == [x.name for x in layers]
+    for name, box in boxes_.items():
+        expected = matplotlib.colors.to_rgba(figures.ROLE_STYLE[roles[name]]["facecolor"])
+        assert box.get_facecolor() == pytest.approx(expected)
+    height = {x.name: boxes_[x.name].get_y() for x in layers}
+    assert height["unet.down_blocks.0.resnets.0"] > height["unet.down_blocks.1.resnets.0"]
+    assert height["unet.down_blocks.1.resnets.0"] == height["unet.mid_block.resnets.0"]  # both 8 x 8
+    assert height["unet.up_blocks.1.attentions.1"] == height["unet.down_blocks.0.resnets.0"]
+    assert len([p for p in ax.patches if p.get_gid() == "skip"]) == len(figures.skip_connections(layers)) == 4
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert [t.split(":")[0] for t in legend] == [*figures.ROLES, "skip connection"]
+    present = figures.role_diagram(layers, {x.name: "structure" for x in layers}, legend="present")
+    assert [t.get_text().split(":")[0] for t in present.legends[0].get_texts()] == [
+        "structure",
+        "skip connection",
+    ]
+
+
+def test_a_transformer_is_one_row_of_blocks_without_skips():
+    layers = [
+        Layer(f"transformer.transformer_blocks.{i}", "joint", i, "JointTransformerBlock", (64, 32))
+        for i in range(4)
+    ]
+    fig = figures.role_diagram(layers, {x.name: "weak" for x in layers})
+    (ax,) = fig.axes
+    found = [p for p in ax.patches if p.get_gid() == "layer-box"]
+    assert len(found) == 4 and len({p.get_y() for p in found}) == 1
+    assert not [p for p in ax.patches if p.get_gid() == "skip"]
+    assert "joint blocks" in [t.get_text() for t in ax.texts]
+
+
+def test_role_diagram_needs_a_known_role_for_every_layer():
+    layers = [
+        Layer(f"unet.down_blocks.0.resnets.{i}", "down", i, "ResnetBlock2D", (4, 8, 8)) for i in range(2)
+    ]
+    with pytest.raises(ValueError, match="no role for 1 layer"):
+        figures.role_diagram(layers, {layers[0].name: "structure"})
+    with pytest.raises(ValueError, match="did you mean 'structure'"):
+        figures.role_diagram(layers, dict.fromkeys([x.name for x in layers], "structur"))
