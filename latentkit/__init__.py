@@ -18,7 +18,10 @@ The package mirrors the paper's concepts, one module each:
 - :mod:`latentkit.similarity`: image-similarity measures for images with no known factors;
 - :mod:`latentkit.tiny`: tiny random builds of every architecture the paper names, for tests;
 - :mod:`latentkit.alignment`: mutual k-NN and CKA between layers, across models (Sec. 3.1, PRH);
-- :mod:`latentkit.figures`: save figures for reuse;
+- :mod:`latentkit.roles`: layer roles from valid images, with intervals; places across architectures;
+- :mod:`latentkit.findings`: what others published about the real models' layers, with sources;
+- :mod:`latentkit.figures`: heat maps, injection grids, role diagrams, saved as PNG and PDF;
+- :mod:`latentkit.explore`: the notebooks' widgets (pure callbacks with static fallbacks);
 - :mod:`latentkit.batch`, :mod:`latentkit.sweeps`, :mod:`latentkit.cli`: batch runs (local, Dask, SLURM).
 
 Submodules are imported lazily (``latentkit.world`` works after ``import latentkit``), so importing the
@@ -36,8 +39,14 @@ __version__ = "0.1.0"
 # Every submodule, so that ``latentkit.<name>`` works for each (a test checks this list against the files).
 _SUBMODULES = {
     "batch",
+    "book",
     "candidates",
     "cli",
+    "explore",
+    "findings",
+    "fig4",
+    "inversion",
+    "roles",
     "run",
     "sweeps",
     "synthesis",
@@ -53,6 +62,7 @@ _SUBMODULES = {
     "alignment",
     "spaces",
     "properties",
+    "quality",
     "aspects",
     "models",
     "recipes",
