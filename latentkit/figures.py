@@ -1042,6 +1042,8 @@ ROLE_STYLE: dict[str, dict[str, Any]] = {
     "weak": {"facecolor": "#BDBDBD"},
     "undecided": {"facecolor": "#FFFFFF", "hatch": "..", "edgecolor": "#555555"},
     "undetermined": {"facecolor": "#F0F0F0", "hatch": "///", "edgecolor": "#9E9E9E"},
+    "trivial": {"facecolor": "#000000"},
+    "duplicate": {"facecolor": "#FFFFFF", "hatch": "xx", "edgecolor": "#000000"},
 }
 ROLE_MEANINGS: dict[str, str] = {
     "structure": "structure: moves position and size",
@@ -1051,6 +1053,8 @@ ROLE_MEANINGS: dict[str, str] = {
     "weak": "weak: moves no aspect reliably",
     "undecided": "undecided: an interval straddles a threshold",
     "undetermined": "undetermined: too few valid images",
+    "trivial": "trivial: its injection is E by construction",
+    "duplicate": "duplicate: the same injection as another layer",
 }
 ROLES = tuple(ROLE_STYLE)
 
