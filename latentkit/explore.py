@@ -144,6 +144,9 @@ def layer_view(runs: Sequence[Any], table: Any, layer: str, pair: int = 0) -> La
     shares: dict[str, tuple[float, float, float]] = {}
     valid = role = None
     valid_only = False
+    if table is not None and "aspect" not in getattr(table, "columns", []) and name not in table.index:
+        role = "not judged (trivial or duplicate)"  # a role table leaves those layers out
+        table = None
     if table is not None:
         columns = getattr(table, "columns", [])
         tidy = "aspect" in columns

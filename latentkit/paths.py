@@ -14,7 +14,10 @@ batch (``latentkit notebooks``) gives each run its own folder.
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -98,8 +101,6 @@ def load_weights(folder: str, filename: str, recipe: str) -> tuple[dict, dict]:
         filename: the weights file in it.
         recipe: the recipe that rebuilds it, named in the error when the files are missing.
     """
-    import json
-
     from safetensors.torch import load_file
 
     where = data_dir() / folder
@@ -110,5 +111,110 @@ def load_weights(folder: str, filename: str, recipe: str) -> tuple[dict, dict]:
             f"repository; to rebuild them run `python -m latentkit.recipes {recipe}`, or point "
             "LATENTKIT_DATA at a folder that has them."
         )
-    state = {k: v.float() for k, v in load_file(str(weights)).items()}
-    return state, json.loads(config.read_text())
+    restore = (
+        f"restore it with `git checkout data/`, or retrain it with `python -m latentkit.recipes {recipe}` "
+        "(`make weights` retrains every organism)"
+    )
+    with reading_weights(weights, restore):
+        state = {k: v.float() for k, v in load_file(str(weights)).items()}
+    try:
+        settings = json.loads(config.read_text())
+    except ValueError as error:  # UnicodeDecodeError included
+        raise DamagedWeights(f"{config} is damaged (not valid JSON: {error}); {restore}") from error
+    return state, settings
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Damaged weights: a file that is there but does not read back (a copy cut short, a file overwritten)
+
+
+class DamagedWeights(OSError):
+    """A weights file that exists but does not read back (truncated, or overwritten by something else)."""
+
+
+#: How to get the shipped weights back, for the errors about a damaged or missing file under ``data/``.
+RESTORE_SHIPPED = "restore it with `git checkout data/`, or retrain it with `make weights`"
+
+
+def restore_hint(where: str | os.PathLike) -> str:
+    """How to get back the shipped weights at ``where``, or those a copy of them at ``where`` came from."""
+    try:
+        shipped_here = Path(where).resolve().is_relative_to(data_dir().resolve())
+    except OSError:
+        shipped_here = False
+    if shipped_here:
+        return RESTORE_SHIPPED
+    return (
+        f"copy it again from the shipped weights in {data_dir()} (`git checkout data/` restores those, "
+        "`make weights` retrains them)"
+    )
+
+
+def safetensors_damage(path: str | os.PathLike) -> str | None:
+    """Why the safetensors file ``path`` cannot be read, or ``None`` when its header and size agree.
+
+    Reads only the header (8 bytes of length, then JSON), so it is cheap on multi-gigabyte files. The checks
+    are those ``safetensors`` makes before it reads a tensor: the header fits in the file, parses, and the
+    tensors' byte ranges end exactly where the file does.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return f"truncated: {size} bytes, too few for a safetensors header"
+            n = int.from_bytes(head, "little")
+            if 8 + n > size:
+                return f"truncated or overwritten: {size:,} bytes, its header alone claims {8 + n:,}"
+            header = json.loads(f.read(n))
+    except OSError as error:
+        return f"unreadable: {error.strerror or error}"
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        return "its header is not valid JSON (overwritten?)"
+    try:
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        end = 8 + n + int(end)
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+        return "its header does not describe safetensors tensors (overwritten?)"
+    if size < end:
+        return f"truncated: {size:,} of {end:,} bytes"
+    if size > end:
+        return f"{size - end:,} bytes longer than its header says (overwritten?)"
+    return None
+
+
+def damaged_files(where: str | os.PathLike) -> dict[Path, str]:
+    """The damaged safetensors files at ``where`` (a file, or a folder searched recursively), with why."""
+    where = Path(where)
+    if where.is_dir():
+        files = sorted(where.rglob("*.safetensors"))
+    else:
+        files = [where] if where.is_file() else []
+    return {f: why for f in files if (why := safetensors_damage(f)) is not None}
+
+
+@contextmanager
+def reading_weights(where: str | os.PathLike, restore: str) -> Iterator[None]:
+    """Load weights from ``where`` (a file or a folder) inside this block; an error a damaged file caused
+    becomes :class:`DamagedWeights`, naming the file and saying how to get it back (``restore``).
+
+    Safetensors, diffusers and transformers report a truncated file without naming it ("incomplete
+    metadata") or as a generic load failure; the block's error is kept as the cause. Errors of other
+    origins (no damaged file found) pass unchanged.
+    """
+    try:
+        yield
+    except DamagedWeights:
+        raise
+    except Exception as error:
+        damaged = damaged_files(where)
+        if not damaged:
+            raise
+        files = ", ".join(f"{path} ({why})" for path, why in damaged.items())
+        if len(damaged) == 1:
+            [(path, why)] = damaged.items()
+            subject = f"{path} is damaged ({why})"
+        else:
+            subject = f"{len(damaged)} weights files are damaged: {files}"
+        raise DamagedWeights(f"{subject}; {restore}") from error

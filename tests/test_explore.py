@@ -293,3 +293,28 @@ def test_latent_widget_has_one_slider_per_direction_and_a_grid_without_a_fronten
     assert (x.description, y.description) == ("jitter x", "jitter y")
     x.value = 0.5
     assert "jitter x +0.50, jitter y +0.00" in text.value
+
+
+def test_a_layer_the_role_table_leaves_out_is_shown_as_not_judged():
+    import pandas as pd
+
+    from latentkit.aspects import Run
+    from latentkit.injection import SweepResult
+
+    image = np.zeros((4, 4, 3), dtype=np.float32)
+    result = SweepResult(image, image + 1, np.stack([image, image]), ["unet.a", "unet.b"])
+    runs = [Run(0, 0, {"prompt": "a"}, {"prompt": "b"}, result)]
+    table = pd.DataFrame(
+        {
+            "structure": [1.0],
+            "structure_low": [1.0],
+            "structure_high": [1.0],
+            "valid_share": [1.0],
+            "valid_low": [1.0],
+            "valid_high": [1.0],
+            "role": ["structure"],
+        },
+        index=["unet.a"],
+    )
+    view = explore.layer_view(runs, table, "unet.b")
+    assert view.role.startswith("not judged") and view.shares == {}

@@ -15,6 +15,9 @@
 Submodules are imported on use, so ``import latentkit.models`` loads no model and no diffusers.
 """
 
+import difflib
+import os
+from pathlib import Path
 from typing import Any
 
 #: Names :func:`load_model` takes besides hub ids and folders: the organisms shipped in ``data/``.
@@ -41,9 +44,15 @@ def load_model(model: str = "organism", device: str = "auto", **kwargs: Any):
     Raises:
         latentkit.models.real.ModelNotAvailable: real weights that are not cached (the message says how
             to download them).
+        ValueError: a name that is neither an organism, nor a hub id of the registry, nor a folder (the
+            message lists every name, the closest first).
     """
-    from latentkit.models.real import load_pipeline
+    from latentkit.models.real import REGISTRY, load_pipeline
 
+    if isinstance(model, bool) or not isinstance(model, str | os.PathLike):
+        raise TypeError(f"model must be a name or a folder (a str or a path), got {model!r}")
+    if model not in ORGANISMS and os.fspath(model) not in REGISTRY and not Path(model).expanduser().is_dir():
+        raise _unknown_model(os.fspath(model), [*ORGANISMS, *REGISTRY])
     if model in ORGANISMS:
         from latentkit.models import tiny_dit, tiny_sd
         from latentkit.paths import shipped
@@ -53,3 +62,23 @@ def load_model(model: str = "organism", device: str = "auto", **kwargs: Any):
         loaded.source = model
         return loaded
     return load_pipeline(model, device=device, **kwargs)
+
+
+def _unknown_model(model: str, names: list[str]) -> ValueError:
+    """Every name :func:`load_model` takes, closest to ``model`` first (a hub id also by its last part)."""
+
+    def closeness(name: str) -> float:
+        return max(
+            difflib.SequenceMatcher(None, model.lower(), part.lower()).ratio()
+            for part in (name, name.split("/")[-1])
+        )
+
+    ranked = sorted(names, key=closeness, reverse=True)
+    if Path(model).expanduser().is_file():
+        what = "a file; pass the folder that holds the pipeline's model_index.json, or a name"
+    else:
+        what = f"no model name or folder; did you mean {ranked[0]!r}?"
+    return ValueError(
+        f"model={model!r} is {what} load_model takes, closest first: {', '.join(ranked)}; or a folder "
+        "holding a saved pipeline (model_index.json)"
+    )

@@ -72,7 +72,7 @@ def load_codec(device: str = "cpu") -> ImageCodec:
     from diffusers import AutoencoderKL
 
     from latentkit import resolve_device
-    from latentkit.paths import shipped
+    from latentkit.paths import reading_weights, shipped
 
     try:
         folder = shipped("tiny-sd", "vae")
@@ -81,7 +81,9 @@ def load_codec(device: str = "cpu") -> ImageCodec:
             f"{missing} The autoencoder, the VAE and the GAN draw through the miniature Stable Diffusion's "
             "VAE (data/tiny-sd/vae); rebuild it with `python -m latentkit.recipes sd_vae`."
         ) from None
-    vae = AutoencoderKL.from_pretrained(folder, local_files_only=True, torch_dtype=torch.float32)
+    restore = "restore it with `git checkout data/`, or rebuild it with `python -m latentkit.recipes sd_vae`"
+    with reading_weights(folder, restore):
+        vae = AutoencoderKL.from_pretrained(folder, local_files_only=True, torch_dtype=torch.float32)
     return ImageCodec(vae).to(resolve_device(device))
 
 

@@ -279,23 +279,65 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _not_available(model_id: str, cache: Path, why: str) -> ModelNotAvailable:
+def _how_to_download(model_id: str, cache: Path, force: bool = False) -> str:
+    """The commands that download ``model_id`` (``force``: again, over a damaged cached copy)."""
     gated = (
         f"\n  {model_id} is gated: accept its licence at https://huggingface.co/{model_id} and log in "
         "(`hf auth login`) first."
         if model_id in GATED
         else ""
     )
-    return ModelNotAvailable(
-        f"{model_id} is not available here ({why}).\n"
+    again = " --force-download" if force else ""
+    return (
         f"Get it on a machine with network access:\n"
-        f"  hf download {model_id}\n"
-        f"  (older huggingface_hub: huggingface-cli download {model_id}){gated}\n"
+        f"  hf download {model_id}{again}\n"
+        f"  (older huggingface_hub: huggingface-cli download {model_id}{again}){gated}\n"
         f"It is then cached under {cache} (HF_HUB_CACHE, or $HF_HOME/hub; set HF_HOME to use another "
         "cache). Or download it into a folder and pass the folder:\n"
-        f"  hf download {model_id} --local-dir models/{model_id.split('/')[-1]}\n"
+        f"  hf download {model_id} --local-dir models/{model_id.split('/')[-1]}{again}\n"
         f"  load_pipeline('models/{model_id.split('/')[-1]}')"
     )
+
+
+def _not_available(model_id: str, cache: Path, why: str) -> ModelNotAvailable:
+    return ModelNotAvailable(
+        f"{model_id} is not available here ({why}).\n" + _how_to_download(model_id, cache)
+    )
+
+
+def _restore(folder: Path, reference: str, damaged: bool = False) -> str:
+    """How to get back what a pipeline folder lacks: an organism's from data/, a real model's by download."""
+    from latentkit.paths import restore_hint
+
+    if reference not in REGISTRY:  # an organism's folder
+        return restore_hint(folder)
+    again = " --force-download" if damaged else ""
+    return (
+        f"download {reference} into it again (`hf download {reference} --local-dir {folder}{again}`), or "
+        "save the pipeline there again (`pipe.save_pretrained(folder)`)"
+    )
+
+
+def _check_components(folder: Path, given: dict, restore: str) -> None:
+    """Every component folder ``model_index.json`` lists (unless ``given`` as an argument) is there.
+
+    Without this, diffusers reports a missing ``unet/`` as "no file named config.json" in the folder.
+    """
+    index = _read_json(folder / "model_index.json")
+    missing = [
+        f"{slot}/ ({value[-1]})"
+        for slot, value in index.items()
+        if not slot.startswith("_")
+        and isinstance(value, list)
+        and value[:1] not in ([], [None])
+        and slot not in given
+        and not ((folder / slot).is_dir() and any((folder / slot).iterdir()))
+    ]
+    if missing:
+        what = "the component folder" if len(missing) == 1 else "the component folders"
+        raise FileNotFoundError(
+            f"{folder} lacks {what} {', '.join(missing)} that its model_index.json lists; {restore}"
+        )
 
 
 def _unknown(model: str) -> ValueError:
@@ -523,10 +565,14 @@ def load_pipeline(
         ModelNotAvailable: (a ``FileNotFoundError``) the weights are not cached and cannot be downloaded
             here; the message gives the ``hf download`` command, the cache and the folder alternative.
         ValueError: an unknown id (with the closest supported ones), or a ``reference`` that does not fit.
+        FileNotFoundError: a folder that lacks a component folder its ``model_index.json`` lists (named).
+        latentkit.paths.DamagedWeights: a weights file (in the folder or the hub cache) that does not read
+            back, e.g. a download cut short; the message names it and says how to get it again.
     """
     import diffusers
 
     from latentkit import resolve_device
+    from latentkit.paths import reading_weights
 
     device = resolve_device(device)
     source = os.fspath(model)
@@ -535,6 +581,7 @@ def load_pipeline(
     note = ""
     if is_folder:
         detected, note, certain = _detect(folder)
+        _check_components(folder, kwargs, _restore(folder, detected))
         name = _read_json(folder / "model_index.json").get("_class_name", "")
         if detected not in REGISTRY:  # an organism's folder
             if reference not in (None, detected):
@@ -567,7 +614,8 @@ def load_pipeline(
 
     if is_folder:
         kwargs = {**_empty_slots(folder, cls, kwargs), **kwargs}
-        pipe = cls.from_pretrained(folder, dtype=dtype, local_files_only=True, **kwargs)
+        with reading_weights(folder, _restore(folder, reference, damaged=True)):
+            pipe = cls.from_pretrained(folder, dtype=dtype, local_files_only=True, **kwargs)
         if reference not in REGISTRY:  # an organism: tiny_sd.generate reads its defaults from the pipe
             pipe.latentkit_defaults = defaults.call_kwargs()
         elif not defaults.img2img:
@@ -581,22 +629,36 @@ def load_pipeline(
 
 def _from_hub(cls: Any, model_id: str, dtype: torch.dtype, local_files_only: bool | None, kwargs: dict):
     """``cls.from_pretrained(model_id)``, cache first; hub failures become :class:`ModelNotAvailable`."""
+    from latentkit.paths import DamagedWeights, reading_weights
+
     cache = Path(kwargs.pop("cache_dir", None) or _cache_dir())
     errors = _hub_errors()
     offline = _offline()
+    snapshots = cache / f"models--{model_id.replace('/', '--')}" / "snapshots"
+    again = (
+        f"download {model_id} again, with --force-download (a plain download keeps the damaged copy).\n"
+        + _how_to_download(model_id, cache, force=True)
+    )
 
     def load(only: bool):
-        return cls.from_pretrained(model_id, dtype=dtype, local_files_only=only, cache_dir=cache, **kwargs)
+        with reading_weights(snapshots, again):
+            return cls.from_pretrained(
+                model_id, dtype=dtype, local_files_only=only, cache_dir=cache, **kwargs
+            )
 
     if local_files_only is not False:
         try:
             return load(True)
+        except DamagedWeights:  # an OSError, but no reason to ask the hub: the cached copy is the problem
+            raise
         except errors:
             if local_files_only or offline:
                 why = "HF_HUB_OFFLINE=1" if offline else "local_files_only=True"
                 raise _not_available(model_id, cache, f"not in the cache, and {why}") from None
     try:
         return load(False)
+    except DamagedWeights:
+        raise
     except errors as error:
         reason = f"the download failed: {type(error).__name__}: {str(error).splitlines()[0][:300]}"
         raise _not_available(model_id, cache, reason) from None

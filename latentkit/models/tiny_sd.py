@@ -406,7 +406,8 @@ def load_saved(pipeline_class, folder: str, retrain: str, device: str, dtype, pa
     the folder's defaults (:func:`read_defaults`) as ``pipe.latentkit_defaults``.
     """
     from latentkit import resolve_device
-    from latentkit.paths import shipped
+    from latentkit.models.real import _check_components
+    from latentkit.paths import reading_weights, restore_hint, shipped
 
     device = resolve_device(device)
     if dtype is None:
@@ -414,8 +415,10 @@ def load_saved(pipeline_class, folder: str, retrain: str, device: str, dtype, pa
     path = Path(path) if path is not None else shipped(folder)
     if not (path / "model_index.json").exists():
         raise FileNotFoundError(f"{path} holds no saved pipeline (no model_index.json). {retrain}")
+    _check_components(path, kwargs, restore_hint(path))
     settings = read_defaults(path)
-    pipe = pipeline_class.from_pretrained(path, dtype=dtype, local_files_only=True, **kwargs)
+    with reading_weights(path, restore_hint(path)):
+        pipe = pipeline_class.from_pretrained(path, dtype=dtype, local_files_only=True, **kwargs)
     pipe.set_progress_bar_config(disable=True)
     pipe.latentkit_defaults = settings
     return pipe.to(device)
@@ -426,13 +429,14 @@ def load_clip(device: str = "auto", dtype: torch.dtype | None = None, path=None)
     from transformers import CLIPModel
 
     from latentkit import resolve_device
-    from latentkit.paths import shipped
+    from latentkit.paths import reading_weights, restore_hint, shipped
 
     device = resolve_device(device)
     if dtype is None:
         dtype = torch.float16 if device.startswith("cuda") else torch.float32
     path = Path(path) if path is not None else shipped(CLIP_DIR)
-    model = CLIPModel.from_pretrained(path, dtype=dtype, local_files_only=True)
+    with reading_weights(path, restore_hint(path)):
+        model = CLIPModel.from_pretrained(path, dtype=dtype, local_files_only=True)
     return model.to(device).eval()
 
 
