@@ -20,9 +20,9 @@ denoiser layer at t    a layer's activation at chosen        the base generation
 (h-space: mid block)   steps, (S, halves, C, H, W)           replaced at those steps (a temporary hook)
 =====================  ====================================  ============================================
 
-Every candidate holds the rest of the generation fixed: a :class:`Base` (one caption of the world, one
-noise seed, the pipeline settings). A candidate's points are sampled as the model meets them: Gaussian
-noise; the text encoder's output for random training captions; the VAE latents of world images; a
+Every candidate holds the rest of the generation fixed: a :class:`BaseGeneration` (one caption of the
+world, one noise seed, the pipeline settings). A candidate's points are sampled as the model meets them:
+Gaussian noise; the text encoder's output for random training captions; the VAE latents of world images; a
 layer's activations in generations of random (caption, noise) pairs. "Noise from the space's own
 distribution" (Fig. 4's first probe, :meth:`DiffusionSpace.perturb`) is Gaussian with each
 coordinate's own spread, measured on the space's samples. The second probe of Fig. 4 adds the point of a
@@ -36,7 +36,7 @@ notebook ``03_diffusion_latent_spaces``.
 Example::
 
     pipe = load_organism()
-    base = Base.from_world(seed=0, num_inference_steps=10)
+    base = BaseGeneration.from_world(seed=0, num_inference_steps=10)
     space = TokenSpace(pipe, base)
     points = space.sample(8, torch.Generator().manual_seed(0))  # (8, 20, 128)
     images = space.decode(space.perturb(points, 0.5))  # (8, 64, 64, 3) uint8
@@ -68,7 +68,7 @@ _DECODE_BATCH = 64  # images per pipeline call
 
 
 @dataclass(frozen=True)
-class Base:
+class BaseGeneration:
     """The generation a candidate varies one part of: a caption, a noise seed, the pipeline settings.
 
     Attributes:
@@ -82,7 +82,7 @@ class Base:
     call: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_world(cls, seed: int = 0, pipe: Any = None, **call: Any) -> Base:
+    def from_world(cls, seed: int = 0, pipe: Any = None, **call: Any) -> BaseGeneration:
         """A base whose prompt is a random training caption of the world (drawn with ``seed``).
 
         ``call`` defaults to the generation settings of ``pipe`` (an organism's, from the
@@ -154,7 +154,7 @@ class DiffusionSpace(Space):
 
     candidate = "?"
 
-    def __init__(self, pipe, base: Base, name: str, memory: int = 4096):
+    def __init__(self, pipe, base: BaseGeneration, name: str, memory: int = 4096):
         self.pipe, self.base, self.name, self.memory = pipe, base, name, memory
         self._decoded: OrderedDict[bytes, torch.Tensor] = OrderedDict()
 
@@ -265,7 +265,7 @@ class NoiseSpace(DiffusionSpace):
     candidate = "initial noise"
     interpolation = "slerp"
 
-    def __init__(self, pipe, base: Base, inversion_steps: int = 50, **kwargs):
+    def __init__(self, pipe, base: BaseGeneration, inversion_steps: int = 50, **kwargs):
         super().__init__(pipe, base, "initial noise", **kwargs)
         self.inversion_steps = inversion_steps
 
@@ -303,7 +303,7 @@ class TokenSpace(DiffusionSpace):
 
     candidate = "text tokens"
 
-    def __init__(self, pipe, base: Base, **kwargs):
+    def __init__(self, pipe, base: BaseGeneration, **kwargs):
         super().__init__(pipe, base, "text tokens", **kwargs)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -326,7 +326,7 @@ class EosSpace(DiffusionSpace):
 
     candidate = "EOS / pooled"
 
-    def __init__(self, pipe, base: Base, **kwargs):
+    def __init__(self, pipe, base: BaseGeneration, **kwargs):
         super().__init__(pipe, base, "EOS / pooled", **kwargs)
         self.position = int(eos_positions(pipe, [base.prompt])[0])
         self._base_embeds = self._embed([base.prompt])  # (1, L, D)
@@ -367,7 +367,7 @@ class VaeLatentSpace(DiffusionSpace):
 
     candidate = "VAE latent"
 
-    def __init__(self, pipe, base: Base, **kwargs):
+    def __init__(self, pipe, base: BaseGeneration, **kwargs):
         super().__init__(pipe, base, "latent before the VAE decoder", **kwargs)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -420,7 +420,7 @@ class LayerSpace(DiffusionSpace):
     def __init__(
         self,
         pipe,
-        base: Base,
+        base: BaseGeneration,
         layer: str,
         steps: int | Sequence[int],
         pool: torch.Tensor | None = None,
@@ -477,7 +477,7 @@ class LayerSpace(DiffusionSpace):
         return self._generate(rows, {self.layer: put}, tracker)
 
 
-def h_space(pipe, base: Base, steps: int | Sequence[int], **kwargs) -> LayerSpace:
+def h_space(pipe, base: BaseGeneration, steps: int | Sequence[int], **kwargs) -> LayerSpace:
     """The output of the U-Net's mid block (the bottleneck, "h-space", Kwon et al. 2023) at ``steps``."""
     prefix, denoiser = find_denoiser(pipe)
     if getattr(denoiser, "mid_block", None) is None:
@@ -506,7 +506,11 @@ def _when(pipe, steps: tuple[int, ...], n_steps: int) -> str:
 
 
 def record_layers(
-    pipe, base: Base, layers: Mapping[str, Sequence[int]], n: int, generator: torch.Generator | None = None
+    pipe,
+    base: BaseGeneration,
+    layers: Mapping[str, Sequence[int]],
+    n: int,
+    generator: torch.Generator | None = None,
 ) -> dict[str, torch.Tensor]:
     """Activations of several layers at their steps in ``n`` generations of random (caption, noise) pairs.
 
@@ -531,7 +535,7 @@ def record_layers(
 
 def diffusion_candidates(
     pipe,
-    base: Base,
+    base: BaseGeneration,
     h_space_steps: Sequence[int] = (0,),
     layer: str | None = None,
     layer_steps: Sequence[int] | None = None,
@@ -577,14 +581,14 @@ def diffusion_candidates(
     return spaces
 
 
-def real_base(model, seed: int = 0, **overrides: Any) -> Base:
-    """A :class:`Base` for a loaded real model (:class:`latentkit.models.real.RealModel`): its defaults."""
+def real_base(model, seed: int = 0, **overrides: Any) -> BaseGeneration:
+    """A :class:`BaseGeneration` with the defaults of a loaded model (``models.real.LoadedModel``)."""
     factors = World(64).sample_factors(1, seed, split="train")
-    return Base(World.caption(factors)[0], seed, model.call_kwargs(**overrides))
+    return BaseGeneration(World.caption(factors)[0], seed, model.call_kwargs(**overrides))
 
 
 __all__ = [
-    "Base",
+    "BaseGeneration",
     "DiffusionSpace",
     "EosSpace",
     "LayerSpace",

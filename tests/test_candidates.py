@@ -37,7 +37,7 @@ def organism():
 
 @pytest.fixture(scope="module")
 def base():
-    return C.Base.from_world(seed=0, num_inference_steps=STEPS)
+    return C.BaseGeneration.from_world(seed=0, num_inference_steps=STEPS)
 
 
 def _build(kind: str, pipe, base, pool_size: int = 16):
@@ -227,7 +227,9 @@ def test_text_points_follow_the_pipelines_text_encoder():
     from latentkit.tiny import build, call_kwargs
 
     pipe = build("sd1", seed=0)
-    base = C.Base("a small red star at the center on a plain white background", 0, call_kwargs("sd1"))
+    base = C.BaseGeneration(
+        "a small red star at the center on a plain white background", 0, call_kwargs("sd1")
+    )
     caption = ["a large blue heart at the top on a dotted black background"]
     before_tokens = C.TokenSpace(pipe, base).points_of(caption)
     before_eos = C.EosSpace(pipe, base).points_of(caption)
@@ -264,7 +266,9 @@ def test_text_candidates_refuse_a_pipeline_with_two_text_encoders():
     from latentkit.tiny import build, call_kwargs
 
     pipe = build("sdxl")
-    base = C.Base("a small red star at the center on a plain white background", 0, call_kwargs("sdxl"))
+    base = C.BaseGeneration(
+        "a small red star at the center on a plain white background", 0, call_kwargs("sdxl")
+    )
     with pytest.raises(TypeError, match="1.x/2.x"):
         C.TokenSpace(pipe, base).sample(2)
 
@@ -332,8 +336,8 @@ def test_a_base_takes_the_defaults_of_the_pipeline_it_is_given():
     from latentkit.models.tiny_dit import DEFAULTS as DIT_DEFAULTS
     from latentkit.models.tiny_dit import load_organism as load_dit
 
-    base = C.Base.from_world(seed=0, pipe=load_dit("cpu"), num_inference_steps=3)
+    base = C.BaseGeneration.from_world(seed=0, pipe=load_dit("cpu"), num_inference_steps=3)
     assert base.call == {**DIT_DEFAULTS, "num_inference_steps": 3}
     assert base.call["max_sequence_length"] == DIT_DEFAULTS["max_sequence_length"]
     with pytest.raises(ValueError, match="no latentkit organism"):
-        C.Base.from_world(seed=0, pipe=__import__("latentkit").tiny.build("sd1"))
+        C.BaseGeneration.from_world(seed=0, pipe=__import__("latentkit").tiny.build("sd1"))

@@ -38,7 +38,7 @@ def load_model(model: str = "organism", device: str = "auto", **kwargs: Any):
         **kwargs: passed to :func:`latentkit.models.real.load_pipeline` (e.g. ``dtype=``).
 
     Returns:
-        A :class:`latentkit.models.real.RealModel` (``.pipe``, ``.call_kwargs()``); ``.organism`` tells
+        A :class:`latentkit.models.real.LoadedModel` (``.pipe``, ``.call_kwargs()``); ``.organism`` tells
         whether the probes can read its images (the organisms draw the shapes world).
 
     Raises:

@@ -4,7 +4,7 @@ The paper injects six models: Stable Diffusion 1.4, 2 and XL and the Kandinsky 2
 Stable Diffusion 3.5 and Flux (transformers). :data:`REGISTRY` maps every hub id its public code uses
 (the turbo and schnell variants included, with the public code's steps, guidance, size and dtype), the
 common base models, SD 1.5, PixArt-alpha and -Sigma and the SDXL refiner to the diffusers pipeline class
-and the sampling defaults; :func:`load_pipeline` returns both, as a :class:`RealModel`::
+and the sampling defaults; :func:`load_pipeline` returns both, as a :class:`LoadedModel`::
 
     from latentkit.models.real import load_pipeline
 
@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["REGISTRY", "Defaults", "ModelNotAvailable", "RealModel", "detect", "load_pipeline"]
+__all__ = ["REGISTRY", "Defaults", "ModelNotAvailable", "LoadedModel", "detect", "load_pipeline"]
 
 #: The file an organism's ``save_organism`` writes beside ``model_index.json``
 #: (:data:`latentkit.models.tiny_sd.DEFAULTS_FILE`).
@@ -211,7 +211,7 @@ ORGANISM_PIPELINES = {
 
 
 @dataclass
-class RealModel:
+class LoadedModel:
     """A loaded pipeline, with the id it came from and the defaults it samples with.
 
     Attributes:
@@ -541,7 +541,7 @@ def load_pipeline(
     local_files_only: bool | None = None,
     reference: str | None = None,
     **kwargs: Any,
-) -> RealModel:
+) -> LoadedModel:
     """Load one of the paper's real models, by hub id (see :data:`REGISTRY`) or local folder.
 
     Args:
@@ -557,7 +557,7 @@ def load_pipeline(
         **kwargs: passed to ``from_pretrained`` (e.g. ``safety_checker=None``, ``variant="fp16"``).
 
     Returns:
-        A :class:`RealModel`: ``.pipe`` and ``.defaults`` (``.call_kwargs()`` for ``pipe(...)``); ``.note``
+        A :class:`LoadedModel`: ``.pipe`` and ``.defaults`` (``.call_kwargs()`` for ``pipe(...)``); ``.note``
         says how a folder was recognised. An organism's folder gives the organism, with the defaults of
         its ``latentkit_defaults.json`` (``.organism`` is true: the probes read its images).
 
@@ -624,7 +624,7 @@ def load_pipeline(
     else:
         pipe = _from_hub(cls, source, dtype, local_files_only, kwargs)
     pipe.set_progress_bar_config(disable=True)
-    return RealModel(pipe=pipe.to(device), source=source, reference=reference, defaults=defaults, note=note)
+    return LoadedModel(pipe=pipe.to(device), source=source, reference=reference, defaults=defaults, note=note)
 
 
 def _from_hub(cls: Any, model_id: str, dtype: torch.dtype, local_files_only: bool | None, kwargs: dict):

@@ -21,7 +21,7 @@ diffusion models trained briefly learn much faster that way. The tiny CLIP's ima
 
 Training recipes: :mod:`latentkit.recipes.clip`, :mod:`latentkit.recipes.sd_vae`,
 :mod:`latentkit.recipes.unet` (``python -m latentkit.recipes clip|sd_vae|unet``). How good it is:
-``benchmarks/bench_organism_quality.py`` (the shipped U-Net, 2,400 steps on a shared CPU, draws
+``benchmarks/bench_organism_quality.py`` (the shipped U-Net, trained in stages on a shared CPU, draws
 background, texture and position right, colour mostly, size often, but not yet the shape; see
 :data:`FLOORS`).
 Used by notebook ``03_diffusion_latent_spaces``.
