@@ -89,8 +89,11 @@ class SynthesisIndex:
 
     @property
     def verdict(self) -> str:
-        """``"strict"`` (the whole interval at or above :data:`STRICT`), ``"broad"`` (wholly below) or
-        ``"undecided"`` (the interval straddles it)."""
+        """``"strict"`` (the whole interval at or above :data:`STRICT`), ``"broad"`` (wholly below),
+        ``"undecided"`` (the interval straddles it), or ``"undetermined"`` when nothing was measured (no
+        factor counted in any run, e.g. no valid injected image)."""
+        if np.isnan(self.index):
+            return "undetermined"
         if self.ci[0] >= STRICT:
             return "strict"
         if self.ci[1] < STRICT:
@@ -108,7 +111,11 @@ class SynthesisIndex:
             )
         if self.unmeasured:
             lines.append(f"not measured (no pair counted them): {', '.join(self.unmeasured)}")
-        sense = {"strict": "synthesis in the strict sense", "broad": "synthesis in the broad sense"}
+        sense = {
+            "strict": "synthesis in the strict sense",
+            "broad": "synthesis in the broad sense",
+            "undetermined": "undetermined: no factor counted in any (valid) run",
+        }
         lines.append(
             f"synthesis index {self.index:.2f} [{self.ci[0]:.2f}, {self.ci[1]:.2f}] "
             f"({layer_label(self.space)}): {sense.get(self.verdict, 'undecided: the interval straddles')} "
@@ -174,8 +181,12 @@ def synthesis_index(
     )  # (P, S, F)
     decided = _nan(np.nanmean, grid, axis=0)  # (S, F)
     share = _nan(np.nanmean, decided, axis=1)  # (S,)
-    if np.isnan(share).all():
-        raise ValueError("no factor counted in any run: nothing was measured")
+    counted = (~np.isnan(grid)).any(axis=0)  # (S, F)
+    if np.isnan(share).all():  # e.g. no injected image was valid: undetermined, never 0 or 1
+        table = pd.DataFrame(decided, index=pd.Index(spaces, name="space"), columns=list(FACTORS))
+        table["share"] = table["ci_low"] = table["ci_high"] = np.nan
+        table["n_factors"], table["n_pairs"] = 0, 0
+        return SynthesisIndex(table, float("nan"), spaces[0], (float("nan"), float("nan")), list(FACTORS))
     rng = np.random.default_rng(seed)
     boot_share = np.stack(
         [_shares(grid[rng.integers(0, len(pairs), len(pairs))]) for _ in range(n_boot)]
@@ -183,7 +194,6 @@ def synthesis_index(
     tail = 100 * (1 - level) / 2
     low, high = _nan(np.nanpercentile, boot_share, [tail, 100 - tail], axis=0)
     index_low, index_high = _nan(np.nanpercentile, _nan(np.nanmax, boot_share, axis=1), [tail, 100 - tail])
-    counted = (~np.isnan(grid)).any(axis=0)  # (S, F)
     table = pd.DataFrame(decided, index=pd.Index(spaces, name="space"), columns=list(FACTORS))
     table["share"], table["ci_low"], table["ci_high"] = share, low, high
     table["n_factors"] = counted.sum(1)
