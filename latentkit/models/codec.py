@@ -83,7 +83,12 @@ def load_codec(device: str = "cpu") -> ImageCodec:
         ) from None
     restore = "restore it with `git checkout data/`, or rebuild it with `python -m latentkit.recipes sd_vae`"
     with reading_weights(folder, restore):
-        vae = AutoencoderKL.from_pretrained(folder, local_files_only=True, torch_dtype=torch.float32)
+        vae = AutoencoderKL.from_pretrained(
+            folder,
+            local_files_only=True,
+            torch_dtype=torch.float32,
+            low_cpu_mem_usage=False,  # no accelerate
+        )
     return ImageCodec(vae).to(resolve_device(device))
 
 
