@@ -39,18 +39,25 @@ HIGH, LOW = 0.5, 0.25
 APART = 0.25
 
 
-def valid_only(observations: pd.DataFrame) -> pd.DataFrame:
+def valid_only(observations: pd.DataFrame, min_valid: int = 1) -> pd.DataFrame:
     """The observations with every factor and ``whole`` value of an invalid injected image set to NaN.
 
     A run's injected image is valid when its ``in_distribution`` observation is 1; the
-    ``in_distribution`` rows themselves are kept, so the share of valid images stays measurable.
+    ``in_distribution`` rows themselves are kept, so the share of valid images stays measurable. A layer
+    with fewer than ``min_valid`` valid runs loses all its values (undetermined: a share read from one or
+    two images is not evidence).
     """
     valid = observations[observations.measure == "in_distribution"].set_index(["pair", "seed", "layer"])
     if valid.empty:
         raise ValueError("the observations have no in_distribution rows: read them with read_with_probes")
     ok = valid["value"] == 1.0
+    enough = ok.groupby(level="layer").sum() >= min_valid
     keys = pd.MultiIndex.from_frame(observations[["pair", "seed", "layer"]])
-    keep = ok.reindex(keys).fillna(False).to_numpy() | (observations.measure == "in_distribution").to_numpy()
+    keep = (
+        ok.reindex(keys).fillna(False).to_numpy()
+        & enough.reindex(observations["layer"]).fillna(False).to_numpy()
+    )
+    keep |= (observations.measure == "in_distribution").to_numpy()
     out = observations.copy()
     out.loc[~keep, "value"] = np.nan
     return out

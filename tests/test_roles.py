@@ -115,3 +115,14 @@ def test_the_smallest_set_that_decides_the_whole_image():
     assert sets.loc["unet.x.1+unet.x.3", "whole"] == 1.0 and np.isnan(sets.loc["unet.x.0+unet.x.2", "whole"])
     assert roles.smallest_deciding_set(sets) == (2, "decided", ["unet.x.1+unet.x.3"])
     assert roles.smallest_deciding_set(sets.drop("unet.x.1+unet.x.3")) == (None, "none of the sets tried", [])
+
+
+def test_a_layer_with_too_few_valid_runs_loses_all_its_values():
+    obs = observations(
+        {"unet.x.0": {"takes": ["content"], "valid": 0.25}, "unet.x.1": {"takes": ["content"]}}
+    )
+    kept = roles.valid_only(obs, min_valid=4)  # unet.x.0 has 3 valid runs of 12
+    factors = kept[kept.measure.isin(list(FACTORS))]
+    assert factors[factors.layer == "unet.x.0"]["value"].isna().all()
+    assert factors[factors.layer == "unet.x.1"]["value"].notna().all()
+    assert kept[kept.measure == "in_distribution"]["value"].notna().all()  # the valid share stays
