@@ -1330,3 +1330,55 @@ def _block_level(name: str, layers: Sequence[Any]) -> int:
     if "up_blocks" in parts:
         return max(n_down - 1 - int(parts[parts.index("up_blocks") + 1]), 0)
     return n_down - 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Alignment between layers (notebook 05)
+# --------------------------------------------------------------------------------------------------
+
+
+def alignment_matrices(
+    panels: Sequence[tuple[Any, str, Sequence[str], Sequence[str], bool]],
+    *,
+    label: str = "alignment (mean over recorded steps)",
+    fontsize: float = 8,
+) -> Figure:
+    """Layer-by-layer alignment matrices side by side (e.g. mutual k-NN and CKA across two models).
+
+    Args:
+        panels: one ``(matrix, title, row_ticks, column_ticks, across)`` per panel: ``matrix`` an
+            ``(R, C)`` array or DataFrame of values in [0, 1] (rows and columns in forward order),
+            tick labels for its rows and columns, and ``across``: True when rows and columns are two
+            different models, to draw the line of equal relative depth (white) and each row's best
+            match (cyan dots).
+        label: the colour bar's label.
+        fontsize: of the tick labels (at least 8 pt).
+
+    Returns:
+        The Figure; each panel axis has ``gid`` ``"alignment"``.
+    """
+    _check_fontsize(fontsize)
+    if not panels:
+        raise ValueError("no panels: pass (matrix, title, row_ticks, column_ticks, across) tuples")
+    widths = [max(np.asarray(p[0]).shape[1], 3) for p in panels]
+    rows = max(np.asarray(p[0]).shape[0] for p in panels)
+    fig = _new_figure(0.32 * sum(widths) + 2.5 * len(panels) + 1.5, 0.3 * rows + 3.0)
+    grid = fig.add_gridspec(1, len(panels), width_ratios=widths, wspace=0.9)
+    image = None
+    for k, (matrix, title, row_ticks, col_ticks, across) in enumerate(panels):
+        values = np.asarray(matrix, dtype=float)
+        if values.shape != (len(row_ticks), len(col_ticks)):
+            raise ValueError(
+                f"panel {title!r}: matrix {values.shape} but {len(row_ticks)} row and "
+                f"{len(col_ticks)} column ticks"
+            )
+        ax = fig.add_subplot(grid[0, k], gid="alignment")
+        image = ax.imshow(values, vmin=0, vmax=1, cmap="magma", aspect="auto")
+        ax.set_yticks(range(len(row_ticks)), list(row_ticks), fontsize=fontsize)
+        ax.set_xticks(range(len(col_ticks)), list(col_ticks), fontsize=fontsize, rotation=90)
+        ax.set_title(title, fontsize=fontsize + 1)
+        if across:
+            ax.plot([0, values.shape[1] - 1], [0, values.shape[0] - 1], color="w", lw=1)
+            ax.plot(np.nanargmax(values, axis=1), range(values.shape[0]), "o", color="cyan", ms=4)
+    fig.colorbar(image, ax=fig.axes, shrink=0.6, label=label)
+    return fig

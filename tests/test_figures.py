@@ -420,3 +420,23 @@ def test_role_diagram_needs_a_known_role_for_every_layer():
         figures.role_diagram(layers, {layers[0].name: "structure"})
     with pytest.raises(ValueError, match="did you mean 'structure'"):
         figures.role_diagram(layers, dict.fromkeys([x.name for x in layers], "structur"))
+
+
+def test_alignment_matrices_mark_the_best_match_and_the_equal_depth_line():
+    from latentkit.figures import alignment_matrices
+
+    across = np.array([[0.9, 0.1, 0.2], [0.2, 0.3, 0.8]])
+    within = np.eye(3)
+    fig = alignment_matrices(
+        [
+            (across, "A x B", ["a0", "a1"], ["b0", "b1", "b2"], True),
+            (within, "within B", ["b0", "b1", "b2"], ["b0", "b1", "b2"], False),
+        ]
+    )
+    panels = [ax for ax in fig.axes if ax.get_gid() == "alignment"]
+    assert [ax.get_title() for ax in panels] == ["A x B", "within B"]
+    dots = [line for line in panels[0].get_lines() if line.get_marker() == "o"][0]
+    assert list(dots.get_xdata()) == [0, 2]  # each row's best match
+    assert not [line for line in panels[1].get_lines() if line.get_marker() == "o"]
+    with pytest.raises(ValueError, match=r"matrix \(2, 3\) but 2 row and 2 column ticks"):
+        alignment_matrices([(across, "bad", ["a0", "a1"], ["b0", "b1"], True)])
