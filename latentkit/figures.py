@@ -3,7 +3,8 @@
 Every figure function takes plain arrays and labels (no model, no table it must know how to read),
 returns the matplotlib ``Figure`` it drew, and lays its parts out in inches from measured text sizes,
 so a title, a cell's numbers or a label under an image never overlaps another and never falls below
-8 pt. :func:`save_figure` writes a figure to ``figures/`` as PNG and PDF.
+8 pt. :func:`save_figure` writes a figure as PNG and PDF to :func:`latentkit.paths.figures_dir`: the
+committed ``figures/`` under ``make store``, ``build/figures/`` for every other run.
 
 - :func:`heatmap`: layers x aspects, each cell's value and 95% interval printed, NaN cells hatched
   "n/a", one colour bar per kind of number (notebooks 04 and 05; several models side by side on a
@@ -13,7 +14,8 @@ so a title, a cell's numbers or a label under an image never overlaps another an
 - :func:`pair_gallery`: several O/E pairs, each with its injected image at a few chosen layers;
 - :func:`role_diagram`: the left half of Fig. 5, the denoiser drawn as boxes coloured by each layer's
   measured role (notebooks 04 and 05);
-- :func:`image_strip`: rows of images with a label under each (walks along a direction).
+- :func:`image_strip`: rows of images with a label under each (walks along a direction);
+- :func:`alignment_matrices`: layer-by-layer alignment of two models, best matches marked (notebook 05).
 
 Helpers turn the library's tables into what the figures take: :func:`table_cells` (values and
 intervals from :func:`latentkit.aspects.aspect_table` or :func:`latentkit.roles.role_table`),
@@ -60,7 +62,7 @@ _LINE = 1.25  # line height, in multiples of the font size
 
 
 def save_figure(fig, name: str, *, dpi: int = 150) -> list[Path]:
-    """Write ``fig`` to ``figures/<name>.png`` and ``figures/<name>.pdf``.
+    """Write ``fig`` to ``<figures_dir>/<name>.png`` and ``.pdf`` (:func:`latentkit.paths.figures_dir`).
 
     Args:
         fig: a matplotlib Figure.
