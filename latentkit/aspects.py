@@ -63,6 +63,8 @@ EDIT_SEED_OFFSET = 1000
 
 _ASPECT_OF = {factor: aspect for aspect, factors in ASPECTS.items() for factor in factors}
 _COLUMNS = ["layer", "group", "depth", "aspect", "mean", "ci_low", "ci_high", "n"]
+# One row per run, layer (its display name and its group, from the entry it names) and measure.
+_OBSERVATION_COLUMNS = ["pair", "seed", "layer", "group", "measure", "value"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -196,8 +198,10 @@ class Reading:
 
     Attributes:
         observations: long table, one row per run, layer and measure: columns ``pair``, ``seed``,
-            ``layer``, ``measure`` (a factor, ``"whole"`` or ``"in_distribution"``) and ``value``
-            (1.0 / 0.0; NaN for a factor that did not count in that run, see :func:`read_with_probes`,
+            ``layer`` (display name), ``group`` (of the layers it names, :func:`latentkit.layers.group_of`;
+            ``""`` when they span groups), ``measure`` (a factor, ``"whole"`` or ``"in_distribution"``)
+            and ``value`` (1.0 / 0.0; NaN for a factor that did not count in that run, see
+            :func:`read_with_probes`,
             and for ``"whole"`` unless all six factors counted). Feed it to :func:`aspect_table`.
         agreement: one row per factor: the share of runs in which the probes read that factor of O as
             O's prompt says (column ``O``), of E as E's (``E``), of both (``both``: the runs in which
@@ -259,14 +263,15 @@ def read_with_probes(probes: Probes, runs: Sequence[Run], count: str = "prompted
             counted = [f for f in FACTORS if o_ok[f] and e_ok[f]]
         else:
             counted = [f for f, d in zip(FACTORS, differ[-1], strict=True) if d]
-        for k, name in enumerate(result.names):
+        for k, (name, entry) in enumerate(zip(result.names, result.entries, strict=True)):
             took = {f: float(label[f][2 + k] == label[f][1]) for f in counted}
+            group = group_of(entry)
             for f in FACTORS:
-                rows.append((run.pair, run.seed, name, f, took.get(f, np.nan)))
+                rows.append((run.pair, run.seed, name, group, f, took.get(f, np.nan)))
             whole = float(all(took.values())) if len(counted) == len(FACTORS) else np.nan
-            rows.append((run.pair, run.seed, name, "whole", whole))
-            rows.append((run.pair, run.seed, name, "in_distribution", float(valid[2 + k])))
-    observations = pd.DataFrame(rows, columns=["pair", "seed", "layer", "measure", "value"])
+            rows.append((run.pair, run.seed, name, group, "whole", whole))
+            rows.append((run.pair, run.seed, name, group, "in_distribution", float(valid[2 + k])))
+    observations = pd.DataFrame(rows, columns=_OBSERVATION_COLUMNS)
     o_read, e_read, differ = np.array(o_read), np.array(e_read), np.array(differ)  # (R, 6) bool
     ends_valid = np.array(ends_valid)  # (R, 2) bool
     agreement = pd.DataFrame(
@@ -302,9 +307,9 @@ def read_with_similarity(runs: Sequence[Run]) -> pd.DataFrame:
         runs: from :func:`run_sweeps` (any pipeline, any prompts).
 
     Returns:
-        Observations for :func:`aspect_table`: columns ``pair``, ``seed``, ``layer``, ``measure``
-        (``"ssim"``, ``"hue_saturation"``, ``"lbp"``: :data:`SIMILARITY_MEASURES`) and ``value`` (in
-        [-2, 2]).
+        Observations for :func:`aspect_table`: columns ``pair``, ``seed``, ``layer``, ``group`` (as in
+        :class:`Reading`), ``measure`` (``"ssim"``, ``"hue_saturation"``, ``"lbp"``:
+        :data:`SIMILARITY_MEASURES`) and ``value`` (in [-2, 2]).
     """
     if not len(runs):
         raise ValueError("no runs to read; make them with run_sweeps(pipe, pairs)")
@@ -315,10 +320,10 @@ def read_with_similarity(runs: Sequence[Run]) -> pd.DataFrame:
             score = SCORES[aspect]
             values = baseline_subtracted(score, result.injected, result.edit, result.original)  # (K,)
             rows += [
-                (run.pair, run.seed, name, measure, float(v))
-                for name, v in zip(result.names, values, strict=True)
+                (run.pair, run.seed, name, group_of(entry), measure, float(v))
+                for name, entry, v in zip(result.names, result.entries, values, strict=True)
             ]
-    return pd.DataFrame(rows, columns=["pair", "seed", "layer", "measure", "value"])
+    return pd.DataFrame(rows, columns=_OBSERVATION_COLUMNS)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -367,7 +372,8 @@ def aspect_table(
     Args:
         observations: from :func:`read_with_probes` (``.observations``) or :func:`read_with_similarity`.
         layers: the pipeline's layers (:func:`latentkit.layers.list_layers`), for ``group`` and
-            ``depth``; without them, ``depth`` is the sweep's order and ``group`` is read off the name.
+            ``depth``; without them, ``depth`` is the sweep's order and ``group`` is the observations'
+            own (found from each layer's entry by the reader, never from its display name).
         n_boot: bootstrap resamples.
         level: coverage of the interval (0.95: from the 2.5th to the 97.5th percentile).
         seed: seeds the resampling.
@@ -397,7 +403,12 @@ def aspect_table(
                 f"layers {unknown[:3]} of the observations are not in `layers`; pass list_layers(pipe)"
             )
     else:
-        meta = {name: (group_of(name), depth) for depth, name in enumerate(names)}
+        groups = (
+            observations.drop_duplicates("layer").set_index("layer")["group"].fillna("")
+            if "group" in observations.columns
+            else pd.Series({name: group_of(name) for name in names})  # hand-made: each names one layer
+        )
+        meta = {name: (str(groups[name]), depth) for depth, name in enumerate(names)}
 
     expanded = [
         (row.pair, row.seed, row.layer, aspect, row.value)

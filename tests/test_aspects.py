@@ -243,3 +243,21 @@ def test_run_sweeps_on_a_tiny_stable_diffusion():
         aspects.run_sweeps(pipe, [({"prompt": "a", "seed": 1}, {"prompt": "b", "seed": 2})], **kwargs)
     with pytest.raises(ValueError, match="no O/E pairs"):
         aspects.run_sweeps(pipe, [], **kwargs)
+
+
+def test_groups_come_from_the_entries_not_from_display_names():
+    """A combination's group is found from its tuple of layers: one group when all share it, else ""."""
+    o, e = aspects.differing_pairs(1, seed=5)[0]
+    entries = [
+        ("down_blocks.0.resnets.0",),
+        ("up_blocks.1.attentions.0", "up_blocks.2.resnets.1"),
+        ("down_blocks.1.resnets.0", "up_blocks.1.resnets.0"),
+    ]
+    image = render(parse_caption(o))
+    result = SweepResult(
+        image, render(parse_caption(e)), np.stack([image] * 3), ["first", "second", "third"], entries=entries
+    )
+    observations = aspects.read_with_similarity([aspects.Run(0, 0, {"prompt": o}, {"prompt": e}, result)])
+    table = aspects.aspect_table(observations, n_boot=5)
+    groups = table.drop_duplicates("layer").set_index("layer")["group"]
+    assert groups.to_dict() == {"first": "down", "second": "up", "third": ""}
