@@ -15,6 +15,13 @@ committed ``figures/`` under ``make store``, ``build/figures/`` for every other 
 - :func:`role_diagram`: the left half of Fig. 5, the denoiser drawn as boxes coloured by each layer's
   measured role (notebooks 04 and 05);
 - :func:`image_strip`: rows of images with a label under each (walks along a direction);
+- :func:`image_grid`: rows of images with named columns and rows, optionally in titled blocks (the walks,
+  interpolations and probe strips of notebooks 01, 02 and 03);
+- :func:`scatter_3d`: points of a 3-D space, one panel per factor, each with its legend (notebook 01's
+  bottleneck, the paper's Fig. 2);
+- :func:`scores_along_paths`: a score along interpolation paths against its threshold (notebook 02);
+- :func:`depth_curves`: measures against relative depth, one curve per model with its interval
+  (notebook 05);
 - :func:`alignment_matrices`: layer-by-layer alignment of two models, best matches marked (notebook 05).
 
 Helpers turn the library's tables into what the figures take: :func:`table_cells` (values and
@@ -1032,6 +1039,119 @@ def image_strip(
     return fig
 
 
+def image_grid(
+    images: Any,
+    *,
+    columns: Sequence[str] | None = None,
+    rows: Sequence[str] | None = None,
+    blocks: Sequence[str] | None = None,
+    size: float = 1.0,
+    fontsize: float = 8,
+    title: str | None = None,
+) -> Figure:
+    """Images in rows and columns, each column named above it and each row at its left.
+
+    The figure of every walk, interpolation and probe strip of notebooks 01, 02 and 03. How to read it:
+    a row is one sequence of images, read left to right; the name above a column says where in the
+    sequence it is (a step along a direction in standard deviations, a fraction of the way, a probe's
+    strength), the name at the left what the row is (a neuron, a space, a sample). With ``blocks`` the
+    rows come in groups, one per direction or per pair of endpoints, each under its own heading, and the
+    column names are repeated above every group. Every image has a thin frame, so a white image stays
+    visible on the white page. Use :func:`image_strip` instead when each image needs its own label.
+
+    Args:
+        images: ``(R, C, H, W, 3)`` (uint8, or float in [0, 1]); ``(B, R, C, H, W, 3)`` for ``B`` blocks
+            of ``R`` rows; ``(C, H, W, 3)`` for one row.
+        columns: ``C`` column names, e.g. ``"-2.0 sd"`` or ``"t=0.50"``.
+        rows: ``R`` row names, e.g. ``"neuron 1"`` (the same in every block); long ones are wrapped.
+        blocks: ``B`` headings, e.g. ``"PC 1"`` or ``"pair 1"``.
+        size: side of each image, inches.
+        fontsize: of every text, at least 8 pt.
+        title: printed above the grid.
+
+    Returns:
+        The Figure; image axes have ``gid`` ``"image"`` (their titles are the column names), row names
+        ``"row-name"``, block headings ``"block-title"``.
+    """
+    _check_fontsize(fontsize)
+    images = np.asarray(images)
+    if images.ndim == 4:
+        images = images[None]
+    if images.ndim == 5:
+        images = images[None]
+    if images.ndim != 6 or images.shape[-1] not in (3, 4):
+        raise ValueError(
+            "images must be (R, C, H, W, 3), (B, R, C, H, W, 3) for blocks of rows, or (C, H, W, 3) for "
+            f"one row; got shape {images.shape}"
+        )
+    n_blocks, n_rows, n_cols = images.shape[:3]
+    for name, labels, wanted in (
+        ("columns", columns, n_cols),
+        ("rows", rows, n_rows),
+        ("blocks", blocks, n_blocks),
+    ):
+        if labels is not None and (isinstance(labels, str) or len(labels) != wanted):
+            got = repr(labels) if isinstance(labels, str) else f"{len(labels)} names"
+            raise ValueError(f"{name} must name each of the {wanted} {name} of images, got {got}")
+    if not size > 0:
+        raise ValueError(f"size must be a positive number of inches, got {size!r}")
+
+    pitch = size + 0.08
+    for word in (w for c in columns or [] for w in str(c).split()):  # a word that cannot be broken widens all
+        pitch = max(pitch, _line_width(word, fontsize, "normal") + 0.08)
+    heads = [_wrap(str(c), pitch - 0.06, fontsize) for c in columns] if columns is not None else None
+    head_h = max(text_size(h, fontsize)[1] for h in heads) + 0.08 if heads else 0.0
+    names = [_wrap(str(r), 1.8, fontsize) for r in rows] if rows is not None else None
+    label_w = max(text_size(n, fontsize)[0] for n in names) + 0.14 if names else 0.0
+    block_h = text_size("Xg", fontsize, "bold")[1] + 0.06 if blocks is not None else 0.0
+    title_h = text_size(title, fontsize + 2)[1] + 0.12 if title else 0.0
+    row_pitch = size + 0.08
+    gap = 0.2  # between blocks
+    one_block = block_h + head_h + n_rows * row_pitch
+    fig_w = 0.05 + label_w + n_cols * pitch + 0.03
+    widest_text = max(
+        [text_size(title, fontsize + 2)[0] if title else 0.0]
+        + [text_size(str(b), fontsize, "bold")[0] for b in blocks or []]
+    )
+    fig_w = max(fig_w, widest_text + 0.1)
+    fig_h = 0.05 + title_h + n_blocks * one_block + (n_blocks - 1) * gap + 0.03
+    fig = _new_figure(fig_w, fig_h)
+    if title:
+        fig.text(0.5, 1 - 0.05 / fig_h, title, ha="center", va="top", fontsize=fontsize + 2, gid="title")
+    y = 0.05 + title_h
+    for b in range(n_blocks):
+        if blocks is not None:
+            fig.text(
+                0.05 / fig_w,
+                1 - y / fig_h,
+                str(blocks[b]),
+                ha="left",
+                va="top",
+                fontsize=fontsize,
+                fontweight="bold",
+                gid="block-title",
+            )
+        y += block_h + head_h
+        for i in range(n_rows):
+            if names is not None:
+                fig.text(
+                    (0.05 + label_w - 0.08) / fig_w,
+                    1 - (y + size / 2) / fig_h,
+                    names[i],
+                    ha="right",
+                    va="center",
+                    fontsize=fontsize,
+                    gid="row-name",
+                )
+            for j in range(n_cols):
+                x = 0.05 + label_w + j * pitch + (pitch - size) / 2
+                head = heads[j] if heads is not None and i == 0 else None
+                _image_axes(fig, fig_w, fig_h, x, y, size, images[b, i, j], head, fontsize=fontsize)
+            y += row_pitch
+        y += gap
+    return fig
+
+
 # --------------------------------------------------------------------------------------------------
 # The role diagram: the left half of Fig. 5
 
@@ -1383,4 +1503,443 @@ def alignment_matrices(
             ax.plot([0, values.shape[1] - 1], [0, values.shape[0] - 1], color="w", lw=1)
             ax.plot(np.nanargmax(values, axis=1), range(values.shape[0]), "o", color="cyan", ms=4)
     fig.colorbar(image, ax=fig.axes, shrink=0.6, label=label)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Points of a latent space in 3-D (notebook 01)
+
+#: A colour whose luminance (0 black .. 1 white) reaches this is drawn with a dark edge, so that a white or
+#: pale point stays visible on a white or light grey ground.
+LIGHT = 0.7
+_DARK_EDGE = "#333333"
+
+
+def _is_light(colour: Any) -> bool:
+    r, g, b = mpl.colors.to_rgb(colour)
+    return 0.299 * r + 0.587 * g + 0.114 * b >= LIGHT
+
+
+def scatter_3d(
+    points: Any,
+    labels: Mapping[str, Any],
+    values: Mapping[str, Sequence[str]],
+    *,
+    colours: Mapping[str, Sequence[Any]] | None = None,
+    titles: Mapping[str, str] | None = None,
+    axis_labels: Sequence[str] = ("neuron 1", "neuron 2", "neuron 3"),
+    per_row: int = 3,
+    size: float = 3.4,
+    marker_size: float = 7.0,
+    fontsize: float = 8,
+    title: str | None = None,
+) -> Figure:
+    """Points in a 3-D space, one panel per factor, each point coloured by its value of that factor.
+
+    The paper's Fig. 2 made real (notebook 01): every point is one image, placed at its three bottleneck
+    activations. How to read it: in each panel the colours are the values of one factor, named in the
+    legend under the panel; where one colour gathers in its own region, the space is organised by that
+    factor, where the colours are mixed like confetti, it is not. Pale colours (white, pink, yellow) get a
+    dark edge so that they stay visible.
+
+    Args:
+        points: ``(N, 3)`` coordinates (e.g. ``space.encode(images)``).
+        labels: factor -> ``(N,)`` integer value of each point (an index into ``values[factor]``), one
+            panel per factor, in this order.
+        values: factor -> names of its values (e.g. :data:`latentkit.world.FACTORS`), for the legend.
+        colours: factor -> one matplotlib colour per value (RGB in 0..1 or a name), e.g. the world's
+            own object and background colours; other factors get the ``tab10`` colours.
+        titles: factor -> panel title; default the factor's name.
+        axis_labels: names of the three coordinates.
+        per_row: panels per row.
+        size: side of each panel, inches.
+        marker_size: area of a point, points squared.
+        fontsize: at least 8 pt.
+        title: printed above the panels.
+
+    Returns:
+        The Figure; panel axes have ``gid`` ``"scatter"`` and each has its own legend in ``fig.legends``
+        (in panel order).
+    """
+    from matplotlib.lines import Line2D
+
+    _check_fontsize(fontsize)
+    points = np.asarray(points, dtype=float)
+    if points.ndim != 2 or points.shape[1] != 3 or not np.isfinite(points).all():
+        raise ValueError(f"points must be a finite (N, 3) array, got shape {points.shape}")
+    factors = list(labels)
+    if not factors:
+        raise ValueError("labels is empty: give at least one factor -> (N,) values")
+    if len(axis_labels) != 3:
+        raise ValueError(f"axis_labels must name the 3 coordinates, got {list(axis_labels)}")
+    if isinstance(per_row, bool) or not isinstance(per_row, int) or per_row < 1:
+        raise ValueError(f"per_row must be a whole number >= 1, got {per_row!r}")
+    colours, titles = dict(colours or {}), dict(titles or {})
+    if unknown := sorted((set(colours) | set(titles)) - set(factors)):
+        raise ValueError(f"colours or titles name factors {unknown} that are not in labels ({factors})")
+    panels = []
+    for factor in factors:
+        if factor not in values:
+            raise ValueError(f"values has no names for factor {factor!r}; it has {list(values)}")
+        names = [str(v) for v in values[factor]]
+        index = np.asarray(labels[factor])
+        if index.shape != (len(points),) or not np.issubdtype(index.dtype, np.integer):
+            raise ValueError(
+                f"labels[{factor!r}] must be {len(points)} integers (one per point), got shape {index.shape} "
+                f"of {index.dtype}"
+            )
+        if len(index) and (index.min() < 0 or index.max() >= len(names)):
+            raise ValueError(
+                f"labels[{factor!r}] holds {index.min()}..{index.max()}, but {factor} has {len(names)} values"
+            )
+        if factor in colours:
+            given = list(colours[factor])
+            if len(given) != len(names):
+                raise ValueError(f"colours[{factor!r}]: {len(given)} colours for {len(names)} values")
+            bad = [c for c in given if not mpl.colors.is_color_like(c)]
+            if bad:
+                raise ValueError(
+                    f"colours[{factor!r}]: {bad[0]!r} is not a matplotlib colour (RGB in 0..1, or a name)"
+                )
+            palette = [mpl.colors.to_rgb(c) for c in given]
+        else:
+            palette = [mpl.colormaps["tab10"](k % 10)[:3] for k in range(len(names))]
+        panels.append((factor, names, index, palette))
+
+    # the legend under each panel: as many columns as fit in the panel's width
+    legends = []
+    for _, names, _, _ in panels:
+        entry_w = max(text_size(n, fontsize)[0] for n in names) + 0.4
+        ncol = max(1, min(len(names), int(size // entry_w)))
+        legends.append((ncol, -(-len(names) // ncol)))
+    n_rows = -(-len(panels) // per_row)
+    title_h = text_size(title, fontsize + 2)[1] + 0.15 if title else 0.0
+    panel_title_h = max(text_size(titles.get(f, f), fontsize + 1)[1] for f in factors) + 0.05
+    legend_h = [
+        max(r for _, r in legends[k * per_row : (k + 1) * per_row]) * fontsize * 1.7 / 72 + 0.12
+        for k in range(n_rows)
+    ]
+    gap_w = 0.25
+    fig_w = min(len(panels), per_row) * (size + gap_w) - gap_w + 0.2
+    fig_h = title_h + sum(panel_title_h + size + h for h in legend_h) + 0.1
+    fig = _new_figure(fig_w, fig_h)
+    if title:
+        fig.text(0.5, 1 - 0.05 / fig_h, title, ha="center", va="top", fontsize=fontsize + 2, gid="title")
+    y = title_h + 0.05
+    for k, (factor, names, index, palette) in enumerate(panels):
+        row, col = divmod(k, per_row)
+        if col == 0 and row:
+            y += panel_title_h + size + legend_h[row - 1]
+        x = 0.1 + col * (size + gap_w)
+        rect = [x / fig_w, 1 - (y + panel_title_h + size) / fig_h, size / fig_w, size / fig_h]
+        ax = fig.add_axes(rect, projection="3d", gid="scatter")
+        ax.set_box_aspect(None, zoom=0.88)  # room for the tick and axis labels inside the panel
+        colour = np.array(palette)[index]  # (N, 3)
+        pale = np.array([_is_light(c) for c in palette])[index]  # (N,)
+        # the pale points last, with a dark rim, so that no other point hides their rim
+        for chosen, edge in ((~pale, "none"), (pale, _DARK_EDGE)):
+            if chosen.any():
+                ax.scatter(
+                    *points[chosen].T,
+                    c=colour[chosen],
+                    s=marker_size,
+                    depthshade=False,
+                    edgecolors=edge,
+                    linewidths=0.4,
+                )
+        ax.set_title(titles.get(factor, factor), fontsize=fontsize + 1, pad=0)
+        for axis, name in zip((ax.xaxis, ax.yaxis, ax.zaxis), axis_labels, strict=True):
+            axis.set_label_text(name, fontsize=fontsize)
+            axis.labelpad = 0
+        ax.tick_params(labelsize=fontsize, pad=0)
+        for axis in (ax.xaxis, ax.yaxis, ax.zaxis):  # few ticks: 8 pt numbers on a small cube stay apart
+            axis.set_major_locator(mpl.ticker.MaxNLocator(4))
+        handles = [
+            Line2D(
+                [],
+                [],
+                ls="",
+                marker="o",
+                markersize=6,
+                markerfacecolor=c,
+                markeredgecolor=_DARK_EDGE if _is_light(c) else c,
+                markeredgewidth=0.6,
+                label=n,
+            )
+            for n, c in zip(names, palette, strict=True)
+        ]
+        ncol, _ = legends[k]
+        fig.legend(
+            handles=handles,
+            loc="upper center",
+            bbox_to_anchor=((x + size / 2) / fig_w, 1 - (y + panel_title_h + size) / fig_h),
+            ncol=ncol,
+            fontsize=fontsize,
+            frameon=False,
+            handletextpad=0.3,
+            columnspacing=0.8,
+            borderaxespad=0.2,
+        )
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Curves: scores along interpolation paths (notebook 02), shares against relative depth (notebook 05)
+
+#: Colours (Okabe-Ito), markers and dashes of successive curves: told apart also in grey or by
+#: colour-blind readers.
+LINE_STYLES: tuple[dict[str, Any], ...] = (
+    {"color": "#0072B2", "marker": "o", "ls": "-"},
+    {"color": "#D55E00", "marker": "s", "ls": "--"},
+    {"color": "#009E73", "marker": "^", "ls": "-."},
+    {"color": "#CC79A7", "marker": "D", "ls": ":"},
+    {"color": "#E69F00", "marker": "v", "ls": "-"},
+    {"color": "#56B4E9", "marker": "P", "ls": "--"},
+    {"color": "#000000", "marker": "X", "ls": "-."},
+)
+
+
+def _line_style(k: int) -> dict[str, Any]:
+    return LINE_STYLES[k % len(LINE_STYLES)]
+
+
+def _curve(name: str, array: Any, n: int) -> np.ndarray:
+    out = np.asarray(getattr(array, "to_numpy", lambda: array)(), dtype=float)
+    if out.shape != (n,):
+        raise ValueError(f"{name}: shape {out.shape}, expected ({n},) (one value per point of the x axis)")
+    return out
+
+
+def scores_along_paths(
+    t: Any,
+    scores: Mapping[str, Any],
+    *,
+    threshold: float,
+    threshold_label: str = "in-distribution threshold",
+    xlabel: str = "t: fraction of the way from the first endpoint (0) to the second (1)",
+    ylabel: str = "mean in-distribution score",
+    ylim: tuple[float, float] = (0.0, 1.0),
+    fontsize: float = 9,
+    title: str | None = None,
+    width: float = 6.0,
+    height: float = 3.0,
+) -> Figure:
+    """A score along interpolation paths, one curve per kind of path, with the threshold it is judged by.
+
+    Notebook 02: the probes' mean in-distribution score of the images at each point of lerp and slerp
+    paths in z and w. How to read it: a curve above the dashed threshold line means the images there are,
+    on average, valid world images; below it, not. A curve that sags in the middle says the path passes
+    through a region where the generator draws badly (the midpoint problem of lerp in a Gaussian space);
+    a flat curve says the path's middle is no worse than its ends. The y axis spans ``ylim`` (the whole
+    score range by default), widened if needed to hold every value and the threshold.
+
+    Args:
+        t: ``(T,)`` increasing positions along the paths (e.g. ``torch.linspace(0, 1, 9)``).
+        scores: curve name (e.g. ``"z, slerp"``) -> ``(T,)`` score at each position.
+        threshold: the line to draw (e.g. :data:`latentkit.probes.IN_DISTRIBUTION_THRESHOLD`).
+        threshold_label: the line's label, written beside it with its value.
+        xlabel, ylabel: axis labels.
+        ylim: the smallest y range shown.
+        fontsize: at least 8 pt.
+        title: printed above the axes.
+        width, height: of the plotting area, inches.
+
+    Returns:
+        The Figure; the axes has ``gid`` ``"curves"``, the threshold line ``"threshold"`` and its label
+        ``"threshold-label"``.
+    """
+    _check_fontsize(fontsize)
+    t = np.asarray(t, dtype=float)
+    if t.ndim != 1 or len(t) < 2 or np.isnan(t).any() or (np.diff(t) <= 0).any():
+        raise ValueError(f"t must be at least 2 increasing numbers, got {t.tolist()}")
+    if not isinstance(scores, Mapping) or not scores:
+        raise ValueError("scores must be a non-empty dict {curve name: (T,) scores}")
+    curves = {str(name): _curve(f"scores[{name!r}]", s, len(t)) for name, s in scores.items()}
+    if any(np.isnan(c).all() for c in curves.values()):
+        raise ValueError(
+            f"curves {[n for n, c in curves.items() if np.isnan(c).all()]} hold no number at all"
+        )
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not np.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+    if len(ylim) != 2 or not ylim[0] < ylim[1]:
+        raise ValueError(f"ylim must be (low, high) with low < high, got {ylim!r}")
+
+    every = np.concatenate([c[~np.isnan(c)] for c in curves.values()] + [np.array([threshold])])
+    low, high = min(ylim[0], float(every.min())), max(ylim[1], float(every.max()))
+    pad = 0.03 * (high - low)
+    side = _wrap(f"{threshold_label} ({threshold:g})", 1.3, fontsize)
+    side_w = text_size(side, fontsize)[0] + 0.15
+    ytick_w = max(text_size(f"{v:.1f}", fontsize)[0] for v in (low, high)) + 0.1
+    left = ytick_w + fontsize * _LINE / 72 + 0.15
+    below_axes = 2 * fontsize * _LINE / 72 + 0.2  # tick labels and the x label
+    ncol = max(1, min(len(curves), int(width // (max(text_size(n, fontsize)[0] for n in curves) + 0.8))))
+    legend_h = -(-len(curves) // ncol) * fontsize * 1.7 / 72 + 0.1
+    title_h = text_size(title, fontsize + 1)[1] + 0.15 if title else 0.1
+    fig_w, fig_h = left + width + side_w, title_h + height + below_axes + legend_h
+    fig = _new_figure(fig_w, fig_h)
+    ax = fig.add_axes(
+        [left / fig_w, (below_axes + legend_h) / fig_h, width / fig_w, height / fig_h], gid="curves"
+    )
+    for k, (name, values) in enumerate(curves.items()):
+        ax.plot(t, values, label=name, ms=5, lw=1.5, **_line_style(k))
+    ax.axhline(threshold, color="#555555", lw=1.2, ls=(0, (5, 3)), gid="threshold", zorder=1)
+    ax.text(
+        1.02,
+        threshold,
+        side,
+        transform=ax.get_yaxis_transform(),
+        ha="left",
+        va="center",
+        fontsize=fontsize,
+        color="#333333",
+        gid="threshold-label",
+    )
+    ax.set_ylim(low - pad, high + pad)
+    ax.set_xlim(t[0] - 0.03 * (t[-1] - t[0]), t[-1] + 0.03 * (t[-1] - t[0]))
+    labels = [f"{v:g}" for v in t]
+    spacing = float(np.diff(t).min()) / (t[-1] - t[0]) * width
+    if spacing > max(text_size(s, fontsize)[0] for s in labels) + 0.08:  # every position named, if it fits
+        ax.set_xticks(t, labels)
+    ax.tick_params(labelsize=fontsize)
+    ax.set_xlabel(xlabel, fontsize=fontsize)
+    ax.set_ylabel(ylabel, fontsize=fontsize)
+    ax.grid(axis="y", color="#E5E5E5", lw=0.6)
+    ax.set_axisbelow(True)
+    if title:
+        fig.text(0.5, 1 - 0.05 / fig_h, title, ha="center", va="top", fontsize=fontsize + 1, gid="title")
+    fig.legend(
+        loc="lower center",
+        bbox_to_anchor=((left + width / 2) / fig_w, 0.02 / fig_h),
+        ncol=ncol,
+        fontsize=fontsize,
+        frameon=False,
+        handlelength=2.6,
+    )
+    return fig
+
+
+def depth_curves(
+    values: Mapping[str, Any],
+    low: Mapping[str, Any] | None = None,
+    high: Mapping[str, Any] | None = None,
+    *,
+    depths: Mapping[str, Any],
+    columns: Sequence[str],
+    counts: Mapping[str, Sequence[int]] | None = None,
+    counts_label: str = "runs counted",
+    ylabel: str = "share of runs in which O_L took E's value",
+    xlabel: str = "relative depth (0 = first layer run, 1 = last)",
+    fontsize: float = 9,
+    title: str | None = None,
+    panel_size: tuple[float, float] = (3.4, 2.6),
+) -> Figure:
+    """Measures against relative depth: one panel per measure, one curve per model, its interval as a band.
+
+    Notebook 05: the share of runs in which injecting a layer moved an aspect from E into O, for the U-Net
+    and the transformer on one common depth axis (the numbers of :func:`heatmap`'s side-by-side map, as
+    curves). How to read it: a point is one layer, at its place in its model's forward pass (0 = the
+    first layer run, 1 = the last); the shaded band is its 95% interval. If two models arranged their work
+    alike, their curves would rise and fall at the same depths; a gap in a curve is a layer that was not
+    measured.
+
+    Args:
+        values: model name -> ``(L_m, A)`` array or DataFrame (rows: layers in forward order, columns:
+            ``columns``), e.g. ``table_cells(aspect_table, names, list(ASPECTS))[0]``.
+        low, high: the same keys -> ``(L_m, A)`` ends of each interval, or ``None`` for no bands.
+        depths: the same keys -> ``(L_m,)`` increasing relative depths in 0..1.
+        columns: ``A`` measure names, one panel each.
+        counts: the same keys -> ``A`` numbers of runs (or pairs) behind each model's curve, printed in
+            the panel titles (e.g. the ``n`` of :func:`latentkit.aspects.aspect_table`).
+        counts_label: what the counts count, e.g. ``"pairs counted"``.
+        ylabel, xlabel: axis labels (the y label on the first panel only: the panels share the y axis).
+        fontsize: at least 8 pt.
+        title: printed above the panels.
+        panel_size: ``(width, height)`` of each panel, inches.
+
+    Returns:
+        The Figure; panel axes have ``gid`` ``"depth-curves"``; the title of a panel where a model has no
+        number names it ("not measured: ...").
+    """
+    _check_fontsize(fontsize)
+    columns = [str(c) for c in columns]
+    if not columns:
+        raise ValueError("columns is empty: name at least one measure")
+    if not isinstance(values, Mapping) or not values:
+        raise ValueError("values must be a non-empty dict {model name: (L, A) array}")
+    if not isinstance(depths, Mapping) or set(depths) != set(values):
+        keys = list(depths) if isinstance(depths, Mapping) else type(depths).__name__
+        raise ValueError(f"depths must be a dict with the same keys as values ({list(values)}), got {keys}")
+    rows = {
+        name: [str(i) for i in range(len(np.ravel(np.asarray(d, dtype=float))))] for name, d in depths.items()
+    }
+    models = _models(values, low, high, rows, None, depths, None, len(columns), ["aspect"] * len(columns))
+    if counts is not None:
+        if not isinstance(counts, Mapping) or set(counts) != set(values):
+            raise ValueError(f"counts must be a dict with the same keys as values ({list(values)})")
+        if bad := [name for name, c in counts.items() if len(c) != len(columns)]:
+            raise ValueError(
+                f"counts of {bad[0]!r}: {len(counts[bad[0]])} numbers for {len(columns)} columns"
+            )
+
+    panel_w, panel_h = panel_size
+    heads = []
+    for j, column in enumerate(columns):
+        head = column.replace("_", " ")
+        if counts is not None:
+            head += f" ({counts_label}: " + ", ".join(f"{m} {int(counts[m][j])}" for m in values) + ")"
+        # a model with no number in this panel is named in its title, not drawn over the curves
+        if missing := [m.name for m in models if np.isnan(m.values[:, j]).all()]:
+            head += "\nnot measured: " + ", ".join(missing)
+        heads.append(_wrap(head, panel_w, fontsize))
+    head_h = max(text_size(h, fontsize)[1] for h in heads) + 0.1
+    ylabel = _wrap(ylabel, panel_h, fontsize)  # written along the y axis: at most the panel's height
+    left = text_size("0.0", fontsize)[0] + text_size(ylabel, fontsize)[1] + 0.25
+    gap = 0.2
+    below = 2 * fontsize * _LINE / 72 + 0.2
+    width = len(columns) * panel_w + (len(columns) - 1) * gap
+    ncol = max(1, min(len(models), int(width // (max(text_size(m.name, fontsize)[0] for m in models) + 1.0))))
+    legend_h = -(-len(models) // ncol) * fontsize * 1.7 / 72 + 0.1
+    title_h = text_size(title, fontsize + 1)[1] + 0.15 if title else 0.05
+    fig_w, fig_h = left + width + 0.15, title_h + head_h + panel_h + below + legend_h
+    fig = _new_figure(fig_w, fig_h)
+    if title:
+        fig.text(0.5, 1 - 0.05 / fig_h, title, ha="center", va="top", fontsize=fontsize + 1, gid="title")
+    for j, head in enumerate(heads):
+        x = left + j * (panel_w + gap)
+        ax = fig.add_axes(
+            [x / fig_w, (below + legend_h) / fig_h, panel_w / fig_w, panel_h / fig_h], gid="depth-curves"
+        )
+        for k, m in enumerate(models):
+            style = _line_style(k)
+            ax.plot(m.depths, m.values[:, j], label=m.name if j == 0 else None, ms=4, lw=1.4, **style)
+            if m.low is not None:
+                ax.fill_between(m.depths, m.low[:, j], m.high[:, j], color=style["color"], alpha=0.18, lw=0)
+        ax.set_title(head, fontsize=fontsize, pad=4)
+        ax.set_xlim(-0.05, 1.05)
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_xticks([0, 0.25, 0.5, 0.75, 1], ["0", "0.25", "0.5", "0.75", "1"])
+        ax.tick_params(labelsize=fontsize)
+        ax.grid(color="#EBEBEB", lw=0.6)
+        ax.set_axisbelow(True)
+        if j == 0:
+            ax.set_ylabel(ylabel, fontsize=fontsize)
+        else:
+            ax.tick_params(labelleft=False)
+    fig.text(
+        (left + width / 2) / fig_w,
+        (legend_h + 0.05) / fig_h,
+        xlabel,
+        ha="center",
+        va="bottom",
+        fontsize=fontsize,
+        gid="xlabel",
+    )
+    fig.legend(
+        loc="lower center",
+        bbox_to_anchor=((left + width / 2) / fig_w, 0.02 / fig_h),
+        ncol=ncol,
+        fontsize=fontsize,
+        frameon=False,
+        handlelength=2.6,
+    )
     return fig

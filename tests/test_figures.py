@@ -440,3 +440,223 @@ def test_alignment_matrices_mark_the_best_match_and_the_equal_depth_line():
     assert not [line for line in panels[1].get_lines() if line.get_marker() == "o"]
     with pytest.raises(ValueError, match=r"matrix \(2, 3\) but 2 row and 2 column ticks"):
         alignment_matrices([(across, "bad", ["a0", "a1"], ["b0", "b1"], True)])
+
+
+# --------------------------------------------------------------------------------------------------
+# grids with named columns and rows (notebooks 01, 02, 03)
+
+
+def test_image_grid_names_every_column_above_each_block_and_every_row_at_its_left():
+    walks = images(24).reshape(2, 3, 4, 8, 8, 3)  # 2 directions x 3 samples x 4 steps
+    steps = ["-2.0 sd", "-0.7 sd", "+0.7 sd", "+2.0 sd"]
+    fig = figures.image_grid(
+        walks,
+        columns=steps,
+        rows=["sample 1", "sample 2", "sample 3"],
+        blocks=["PC 1", "PC 2"],
+        title="walks",
+    )
+    axes = [ax for ax in fig.axes if ax.get_gid() == "image"]
+    assert len(axes) == 24
+    assert np.allclose(axes[4 + 1].get_images()[0].get_array(), walks[0, 1, 1])  # block 0, row 1, column 1
+    assert np.allclose(axes[12].get_images()[0].get_array(), walks[1, 0, 0])
+    # the step names stand above the first row of every block, so a block reads on its own
+    titled = [ax.get_title() for ax in axes if ax.get_title()]
+    assert titled == steps * 2
+    assert [t.get_text() for t in fig.texts if t.get_gid() == "block-title"] == ["PC 1", "PC 2"]
+    assert [t.get_text() for t in fig.texts if t.get_gid() == "row-name"] == [
+        "sample 1",
+        "sample 2",
+        "sample 3",
+    ] * 2
+    texts = [*fig.texts, *[ax.title for ax in axes if ax.get_title()]]
+    assert all(t.get_fontsize() >= 8 for t in texts)
+    assert overlapping(boxes(fig, [*texts, *axes])) == []
+    # every image keeps its frame: a white image is still seen on the white page
+    assert all(ax.spines["top"].get_visible() for ax in axes)
+
+
+def test_image_grid_wraps_long_row_names_and_widens_columns_for_long_words():
+    fig = figures.image_grid(
+        images(4).reshape(2, 2, 8, 8, 3),
+        columns=["start", "substituted"],
+        rows=["unet.up_blocks.2.attentions.0 at every step of 4", "h-space\nat step 1"],
+        size=0.4,
+    )
+    axes = [ax for ax in fig.axes if ax.get_gid() == "image"]
+    names = [t for t in fig.texts if t.get_gid() == "row-name"]
+    assert "\n" in names[0].get_text() and names[1].get_text() == "h-space\nat step 1"
+    assert overlapping(boxes(fig, [*names, *[ax.title for ax in axes[:2]], *axes])) == []
+    one_row = figures.image_grid(images(3))  # (C, H, W, 3): one row, no names
+    assert len([ax for ax in one_row.axes if ax.get_gid() == "image"]) == 3
+
+
+def test_image_grid_refuses_names_that_do_not_match_the_images():
+    grid = images(6).reshape(2, 3, 8, 8, 3)
+    with pytest.raises(ValueError, match="columns must name each of the 3 columns"):
+        figures.image_grid(grid, columns=["a", "b"])
+    with pytest.raises(ValueError, match="rows must name each of the 2 rows"):
+        figures.image_grid(grid, rows="neuron 1")
+    with pytest.raises(ValueError, match=r"images must be \(R, C, H, W, 3\)"):
+        figures.image_grid(np.zeros((2, 8, 8)))
+    with pytest.raises(ValueError, match="at least 8 pt"):
+        figures.image_grid(grid, fontsize=7)
+
+
+# --------------------------------------------------------------------------------------------------
+# points in 3-D (notebook 01)
+
+
+def scatter_inputs(n=60):
+    from latentkit.world import BACKGROUNDS, FACTORS
+
+    rng = np.random.default_rng(0)
+    labels = {"background": rng.integers(0, 4, n), "size": rng.integers(0, 2, n)}
+    values = {f: FACTORS[f] for f in labels}
+    colours = {"background": np.array(list(BACKGROUNDS.values())) / 255}
+    return rng.normal(size=(n, 3)), labels, values, colours
+
+
+def test_scatter_3d_gives_every_panel_a_legend_and_pale_points_a_dark_edge():
+    points, labels, values, colours = scatter_inputs()
+    fig = figures.scatter_3d(points, labels, values, colours=colours, titles={"size": "size (structure)"})
+    axes = [ax for ax in fig.axes if ax.get_gid() == "scatter"]
+    assert [ax.get_title() for ax in axes] == ["background", "size (structure)"]
+    assert [[t.get_text() for t in legend.get_texts()] for legend in fig.legends] == [
+        ["white", "black", "grey", "pink"],
+        ["small", "large"],
+    ]
+    # white and pink are drawn (in the panel and in its legend) with a dark edge, black and grey without
+    edged = [
+        h.get_label() for h in fig.legends[0].legend_handles if h.get_markeredgecolor() == figures._DARK_EDGE
+    ]
+    assert edged == ["white", "pink"]
+    white = matplotlib.colors.to_rgba(tuple(colours["background"][0]))
+    dark = matplotlib.colors.to_rgba(figures._DARK_EDGE)
+    (pale,) = [c for c in axes[0].collections if any(np.allclose(f, white) for f in c.get_facecolor())]
+    assert len(pale.get_edgecolor()) and all(np.allclose(e, dark) for e in pale.get_edgecolor())
+    assert sum(len(c.get_offsets()) for c in axes[0].collections) == len(points)  # every point drawn once
+    assert all(t.get_fontsize() >= 8 for legend in fig.legends for t in legend.get_texts())
+    assert overlapping(boxes(fig, fig.legends)) == []
+
+
+def test_scatter_3d_refuses_labels_that_do_not_fit_the_points_or_the_values():
+    points, labels, values, colours = scatter_inputs()
+    with pytest.raises(ValueError, match=r"points must be a finite \(N, 3\) array"):
+        figures.scatter_3d(points[:, :2], labels, values)
+    with pytest.raises(ValueError, match="must be 60 integers"):
+        figures.scatter_3d(points, {**labels, "size": labels["size"][:10]}, values)
+    with pytest.raises(ValueError, match="but background has 4 values"):
+        figures.scatter_3d(points, {**labels, "background": labels["background"] + 1}, values)
+    with pytest.raises(ValueError, match="3 colours for 4 values"):
+        figures.scatter_3d(points, labels, values, colours={"background": ["w", "k", "grey"]})
+    with pytest.raises(ValueError, match="is not a matplotlib colour"):
+        figures.scatter_3d(points, labels, values, colours={"background": [(238, 238, 232)] * 4})
+    with pytest.raises(ValueError, match="not in labels"):
+        figures.scatter_3d(points, labels, values, titles={"shape": "shape"})
+
+
+# --------------------------------------------------------------------------------------------------
+# curves (notebooks 02 and 05)
+
+
+def test_scores_along_paths_draw_the_threshold_as_a_labelled_line_inside_the_y_range():
+    from latentkit.probes import IN_DISTRIBUTION_THRESHOLD
+
+    t = np.linspace(0, 1, 9)
+    rng = np.random.default_rng(3)
+    scores = {name: 0.30 + 0.08 * rng.uniform(size=9) for name in ("z, lerp", "z, slerp", "w, lerp")}
+    fig = figures.scores_along_paths(t, scores, threshold=IN_DISTRIBUTION_THRESHOLD)
+    (ax,) = [a for a in fig.axes if a.get_gid() == "curves"]
+    (line,) = [x for x in ax.lines if x.get_gid() == "threshold"]
+    assert line.get_ydata()[0] == IN_DISTRIBUTION_THRESHOLD
+    low, high = ax.get_ylim()
+    assert low <= 0 and high >= 1  # the whole score range, the threshold with it
+    (label,) = [x for x in ax.texts if x.get_gid() == "threshold-label"]
+    assert "0.6" in label.get_text()
+    assert [x.get_text() for x in fig.legends[0].get_texts()] == list(scores)
+    ticks = ax.get_xticklabels()
+    assert [x.get_text() for x in ticks] == [
+        "0",
+        "0.125",
+        "0.25",
+        "0.375",
+        "0.5",
+        "0.625",
+        "0.75",
+        "0.875",
+        "1",
+    ]
+    texts = [*ticks, *ax.get_yticklabels(), ax.xaxis.label, ax.yaxis.label, label, fig.legends[0]]
+    assert overlapping(boxes(fig, texts)) == []
+    # a value beyond the usual range widens the axis rather than being cut off
+    wide = figures.scores_along_paths(t, {"z": np.r_[1.4, np.zeros(8)]}, threshold=0.6)
+    assert wide.axes[0].get_ylim()[1] >= 1.4
+    with pytest.raises(ValueError, match="increasing"):
+        figures.scores_along_paths(t[::-1], scores, threshold=0.6)
+    with pytest.raises(ValueError, match=r"expected \(9,\)"):
+        figures.scores_along_paths(t, {"z": np.zeros(8)}, threshold=0.6)
+    with pytest.raises(ValueError, match="threshold must be a finite number"):
+        figures.scores_along_paths(t, scores, threshold=None)
+
+
+def test_depth_curves_put_each_model_at_its_relative_depths_with_its_interval():
+    depths = {"U-Net": np.linspace(0, 1, 7), "transformer": np.linspace(0, 1, 3)}
+    rng = np.random.default_rng(4)
+    values = {m: rng.uniform(size=(len(d), 3)) for m, d in depths.items()}
+    values["transformer"][:, 1] = np.nan  # content not measured in the transformer
+    low = {m: v - 0.1 for m, v in values.items()}
+    high = {m: v + 0.1 for m, v in values.items()}
+    fig = figures.depth_curves(
+        values,
+        low,
+        high,
+        depths=depths,
+        columns=["structure", "content", "surface"],
+        counts={"U-Net": [16, 13, 16], "transformer": [16, 0, 16]},
+    )
+    axes = [ax for ax in fig.axes if ax.get_gid() == "depth-curves"]
+    assert len(axes) == 3
+    first = axes[0]
+    unet, dit = first.lines[:2]
+    assert list(unet.get_xdata()) == pytest.approx(depths["U-Net"].tolist())
+    assert list(dit.get_ydata()) == pytest.approx(values["transformer"][:, 0].tolist())
+    assert unet.get_marker() != dit.get_marker() and unet.get_color() != dit.get_color()
+    assert len(first.collections) == 2  # one interval band per model
+    assert axes[0].get_title().replace("\n", " ") == "structure (runs counted: U-Net 16, transformer 16)"
+    assert "runs counted: U-Net 13, transformer 0" in axes[1].get_title().replace("\n", " ")
+    assert "not measured: transformer" in axes[1].get_title()
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["U-Net", "transformer"]
+    assert all(ax.get_ylim() == (-0.05, 1.05) for ax in axes)
+    texts = [ax.title for ax in axes] + [t for ax in axes for t in ax.get_xticklabels()] + [fig.legends[0]]
+    texts += [t for t in fig.texts if t.get_gid() == "xlabel"]
+    assert overlapping(boxes(fig, texts)) == []
+
+
+def test_depth_curves_need_one_depth_per_layer_and_the_same_models_everywhere():
+    depths = {"a": [0, 0.5, 1]}
+    with pytest.raises(ValueError, match="same keys as values"):
+        figures.depth_curves({"a": np.zeros((3, 1))}, depths={"b": [0, 0.5, 1]}, columns=["structure"])
+    with pytest.raises(ValueError, match=r"shape \(3, 2\), expected \(3, 1\)"):
+        figures.depth_curves({"a": np.zeros((3, 2))}, depths=depths, columns=["structure"])
+    with pytest.raises(ValueError, match="increasing"):
+        figures.depth_curves({"a": np.zeros((3, 1))}, depths={"a": [0, 1, 0.5]}, columns=["structure"])
+    with pytest.raises(ValueError, match="both low and high"):
+        figures.depth_curves({"a": np.zeros((3, 1))}, {"a": np.zeros((3, 1))}, depths=depths, columns=["s"])
+    with pytest.raises(ValueError, match="counts of 'a': 2 numbers for 1 columns"):
+        figures.depth_curves({"a": np.zeros((3, 1))}, depths=depths, columns=["s"], counts={"a": [1, 2]})
+
+
+def test_new_figures_leave_showing_to_the_notebook(monkeypatch):
+    """No figure function calls plt.show: a notebook shows the figure (and saves it first)."""
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setattr(plt, "show", lambda *a, **k: pytest.fail("a figure function called plt.show"))
+    points, labels, values, _ = scatter_inputs()
+    figs = [
+        figures.image_grid(images(4).reshape(2, 2, 8, 8, 3)),
+        figures.scatter_3d(points, labels, values),
+        figures.scores_along_paths([0, 1], {"z": [0.3, 0.4]}, threshold=0.6),
+        figures.depth_curves({"a": np.zeros((2, 1))}, depths={"a": [0, 1]}, columns=["s"]),
+    ]
+    assert all(isinstance(f, matplotlib.figure.Figure) for f in figs)
