@@ -1,9 +1,10 @@
 """The one-pass injection sweep on a real-width U-Net, against the slow reference of the public code.
 
 The tiny builds of :mod:`latentkit.tiny` test the plumbing on every architecture; this checks that
-nothing changes at the real width. It builds Stable Diffusion 1.5's U-Net from its own configuration
-(written out below, 860 M parameters, random weights: no download), puts it in a pipeline with a tiny
-VAE and a one-layer CLIP text encoder of SD's width (768), and runs a few layers at a small latent:
+nothing changes at the real width. It builds Stable Diffusion 1.5's U-Net from its published configuration
+(:mod:`latentkit.models.architectures`; 860 M parameters, random weights: no download), puts it in a
+pipeline with a tiny VAE and a one-layer CLIP text encoder of SD's width (768), and runs a few layers at a
+small latent:
 
 - :func:`latentkit.injection.sweep` (O, E and one copy of O per layer in one batched run) and
   :func:`latentkit.injection.sweep_reference` (E alone with every layer cached, then one run of O per
@@ -33,38 +34,15 @@ from typing import Any
 
 import psutil
 import torch
-from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import StableDiffusionPipeline
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from latentkit import injection, tiny
 from latentkit.layers import layer_names
+from latentkit.models.architectures import build_denoiser
 
-#: stable-diffusion-v1-5/stable-diffusion-v1-5, unet/config.json (diffusers' defaults left out); SD 1.4's
-#: is the same.
-SD15_UNET = {
-    "act_fn": "silu",
-    "attention_head_dim": 8,
-    "block_out_channels": [320, 640, 1280, 1280],
-    "center_input_sample": False,
-    "cross_attention_dim": 768,
-    "down_block_types": [
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "DownBlock2D",
-    ],
-    "downsample_padding": 1,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "in_channels": 4,
-    "layers_per_block": 2,
-    "mid_block_scale_factor": 1,
-    "norm_eps": 1e-05,
-    "norm_num_groups": 32,
-    "out_channels": 4,
-    "sample_size": 64,
-    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
-}
+#: The model whose U-Net is built, from its config in :data:`latentkit.models.architectures.ARCHITECTURES`.
+SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 #: Four layers spread over the U-Net: the late encoder (where the paper puts SD 1.4's important layers),
 #: the bottleneck (the public code's content set), the early and the last decoder level.
@@ -81,11 +59,11 @@ def real_width_sd15(seed: int = 0, dtype: torch.dtype = torch.float32, device: s
     2 x the latent side) and a one-layer text encoder 768 wide, in inference mode."""
     small = tiny.build("sd1", seed)
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(**SD15_UNET)
+    unet = build_denoiser(SD15, device="cpu")
     tokenizer = small.tokenizer
     text_config = CLIPTextConfig(
         vocab_size=len(tokenizer),
-        hidden_size=SD15_UNET["cross_attention_dim"],
+        hidden_size=unet.config.cross_attention_dim,
         intermediate_size=64,
         num_hidden_layers=1,
         num_attention_heads=8,

@@ -7,7 +7,8 @@ The package mirrors the paper's concepts, one module each:
 - :mod:`latentkit.spaces`: a *space* (sample, perturb, interpolate, decode), for any candidate latent space;
 - :mod:`latentkit.properties`: the paper's four properties (density, smoothness, organization, relevance)
   as measurements with confidence intervals and Fig. 4 verdicts;
-- :mod:`latentkit.models`: the model organisms (autoencoder, VAE, GAN, miniature Stable Diffusion);
+- :mod:`latentkit.models`: the model organisms (autoencoder, VAE, GAN, miniature Stable Diffusion), the
+  real pipelines, and their denoisers as published, buildable without weights (``models.architectures``);
 - :mod:`latentkit.layers`: name the layers of a diffusion model and hook them, temporarily;
 - :mod:`latentkit.run`: run a pipeline with hooks (patch layers, track steps, record activations): the one
   way every experiment below calls a model;

@@ -1,4 +1,5 @@
-"""The ``latentkit`` command: notebook batches, injection sweeps and their status, locally or on Dask.
+"""The ``latentkit`` command: notebook batches, injection sweeps and their status, locally or on Dask;
+the layers of a model.
 
 Examples:
 
@@ -8,6 +9,8 @@ Examples:
     latentkit sweep pairs.csv --model CompVis/stable-diffusion-v1-4 --seeds 0 1 --out runs/sd14
     latentkit sweep --random-pairs 100 --engine dask --workers 2 --out runs/organism
     latentkit status runs/organism              # done / failed, with the errors
+    latentkit layers organism                   # a model's layers, with their output shapes
+    latentkit layers stabilityai/stable-diffusion-xl-base-1.0 --architecture   # without its weights
 
 Run the same command again to resume: finished items are skipped, failed ones are tried again. The exit
 status is 1 when an item failed (its error is printed and kept in ``<out>/failed/``).
@@ -227,6 +230,59 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if not failed and not damaged else 1
 
 
+def cmd_layers(args: argparse.Namespace) -> int:
+    from latentkit.layers import find_denoiser, list_layers
+    from latentkit.models import ORGANISMS, load_model
+    from latentkit.models.architectures import ARCHITECTURES, architecture_layers
+    from latentkit.models.real import ModelNotAvailable
+
+    shapes = not args.no_shapes
+    if args.architecture:
+        if args.model in ORGANISMS or Path(args.model).expanduser().is_dir():
+            raise ValueError(
+                f"--architecture lists a registry model's layers without its weights; {args.model} has "
+                f"its weights here: run `latentkit layers {args.model}` without --architecture"
+            )
+        layers = architecture_layers(args.model, shapes=shapes)  # an unknown id: ValueError, the known ids
+        denoiser = ARCHITECTURES[args.model].denoiser
+        source = "its published config on the meta device, no weights"
+    else:
+        try:
+            loaded = load_model(args.model, device=args.device)
+        except ModelNotAvailable as error:
+            if args.model not in ARCHITECTURES:
+                raise
+            hint = f"latentkit layers {args.model} --architecture"
+            raise ModelNotAvailable(f"{error}\nOr list its layers without the weights: {hint}") from None
+        layers = list_layers(loaded.pipe, shapes=shapes)
+        denoiser = type(find_denoiser(loaded.pipe)[1]).__name__
+        source = f"loaded, on {loaded.pipe.device}"
+    print(f"{args.model}: {denoiser}, {len(layers)} layers ({source})")
+    if shapes:
+        print(
+            "shape: one sample's output at the latent size its config names (Flux: 64); "
+            "(C, H, W) in a U-Net, (image tokens, width) in a transformer"
+        )
+    print(_layer_table(layers))
+    return 0
+
+
+def _layer_table(layers) -> str:
+    """``latentkit.layers.Layer`` rows as aligned columns (depth, name, group, kind, shape if measured)."""
+    rows = [["depth", "name", "group", "kind", "shape"]]
+    rows += [[str(x.depth), x.name, x.group, x.kind, str(x.shape)] for x in layers]
+    if any(x.shape is None for x in layers):
+        rows = [row[:4] for row in rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(
+            cell.rjust(w) if i == 0 else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="latentkit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -276,6 +332,18 @@ def build_parser() -> argparse.ArgumentParser:
     st = commands.add_parser("status", help="what a batch folder holds: done and failed items")
     st.add_argument("out", help="the batch's output folder")
     st.set_defaults(run=cmd_status)
+
+    ly = commands.add_parser("layers", help="a model's layers: names, groups, kinds and output shapes")
+    ly.add_argument("model", help="organism, organism-sd3, a hub id or a folder")
+    ly.add_argument(
+        "--architecture",
+        action="store_true",
+        help="build the hub id's denoiser from its published config on the meta device: no weights, "
+        "no download, in seconds",
+    )
+    ly.add_argument("--no-shapes", action="store_true", help="skip the pass that measures the shapes")
+    ly.add_argument("--device", default="auto", help="auto | cpu | cuda ... (without --architecture)")
+    ly.set_defaults(run=cmd_layers)
     return parser
 
 

@@ -168,3 +168,64 @@ def test_sweep_runs_on_a_running_scheduler_by_address(tmp_path, capsys):
     assert code == 0 and workers
     assert "3 done, 0 skipped, 0 failed" in capsys.readouterr().out
     assert pd.read_parquet(out / "observations.parquet").item.nunique() == 3
+
+
+def _table(out: str) -> list[list[str]]:
+    """The rows of `latentkit layers`' table (its header first), split into columns."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["depth", "name"])
+    return [line.split(None, 4) for line in lines[start:]]
+
+
+@pytest.mark.parametrize(
+    "model_id, count, last",
+    [
+        ("CompVis/stable-diffusion-v1-4", 38, "unet.up_blocks.3.attentions.2"),
+        ("stabilityai/stable-diffusion-xl-base-1.0", 28, "unet.up_blocks.2.resnets.2"),
+        ("black-forest-labs/FLUX.1-dev", 57, "transformer.single_transformer_blocks.37"),
+    ],
+)
+def test_layers_architecture_lists_a_real_models_layers_without_weights(model_id, count, last, capsys):
+    assert main(["layers", model_id, "--architecture", "--no-shapes"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{model_id}: ") and f"{count} layers" in out and "no weights" in out
+    rows = _table(out)
+    assert rows[0] == ["depth", "name", "group", "kind"]  # no shape column without shapes
+    assert len(rows) == 1 + count and rows[-1][:2] == [str(count - 1), last]
+
+
+def test_layers_architecture_prints_shapes_at_the_native_size(capsys):
+    assert main(["layers", "CompVis/stable-diffusion-v1-4", "--architecture"]) == 0
+    rows = _table(capsys.readouterr().out)
+    assert rows[0] == ["depth", "name", "group", "kind", "shape"]
+    assert rows[1] == ["0", "unet.down_blocks.0.resnets.0", "down", "ResnetBlock2D", "(320, 64, 64)"]
+    assert ["15", "unet.mid_block.attentions.0", "mid", "Transformer2DModel", "(1280, 8, 8)"] in rows
+
+
+def test_layers_of_a_saved_folder_load_it(tmp_path, capsys):
+    from latentkit.layers import list_layers
+
+    folder = tiny.save_tiny("sd1", tmp_path / "sd1")
+    assert main(["layers", str(folder), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    rows = _table(out)
+    expected = list_layers(tiny.build("sd1"))
+    assert [row[1] for row in rows[1:]] == [layer.name for layer in expected]
+    assert [row[4] for row in rows[1:]] == [str(layer.shape) for layer in expected]
+    assert "loaded, on cpu" in out
+
+
+def test_layers_bad_input_teaches(tmp_path, monkeypatch, capsys):
+    assert main(["layers", "sd14", "--architecture"]) == 2  # unknown: one line, with the known ids
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("latentkit layers: 'sd14' is no model id") and "\n" not in err
+    assert "CompVis/stable-diffusion-v1-4" in err and "black-forest-labs/FLUX.1-dev" in err
+    assert main(["layers", "organism", "--architecture"]) == 2  # has weights: no --architecture needed
+    assert "without --architecture" in capsys.readouterr().err
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a real model that is not cached: and how to list it anyway
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    assert main(["layers", "stabilityai/sdxl-turbo", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "hf download stabilityai/sdxl-turbo" in err
+    assert "latentkit layers stabilityai/sdxl-turbo --architecture" in err

