@@ -68,6 +68,7 @@ _SUBMODULES = {
     "models",
     "recipes",
     "notebooks",
+    "verdicts",
 }
 
 

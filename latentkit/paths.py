@@ -47,6 +47,22 @@ def figures_dir() -> Path:
     return _from_env("LATENTKIT_FIGURES", SCRATCH_FIGURES)
 
 
+#: The verdict tables committed with the repository (``results/full/``: the notebooks' ``full`` runs);
+#: written only when ``LATENTKIT_RESULTS`` points here, or by
+#: ``benchmarks/bench_verdict_agreement.py --full``.
+COMMITTED_RESULTS = REPO_ROOT / "results"
+
+#: Where every other run's verdict tables go when ``LATENTKIT_RESULTS`` is unset (not committed).
+SCRATCH_RESULTS = REPO_ROOT / "build" / "results"
+
+
+def results_dir() -> Path:
+    """Where :func:`latentkit.verdicts.record_verdicts` writes: ``LATENTKIT_RESULTS`` if set, else
+    ``<repo>/build/results`` (the committed ``<repo>/results`` only when ``LATENTKIT_RESULTS`` names it,
+    as for :func:`figures_dir`)."""
+    return _from_env("LATENTKIT_RESULTS", SCRATCH_RESULTS)
+
+
 def cache_dir() -> Path:
     """Training checkpoints that recipes resume from (``LATENTKIT_CACHE``, default ``~/.cache/latentkit``).
 
