@@ -31,13 +31,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
-from unittest import mock
 
 import pandas as pd
 
@@ -50,12 +48,10 @@ def run_one(item, root: Path, timeout: int) -> tuple[pd.DataFrame | None, float,
     from latentkit.notebooks import NotebookFailed, NotebookJob
     from latentkit.verdicts import read_verdicts
 
-    results = root / "runs" / item.id / "results"  # beside the run's figures/ and executed notebook
-    results.mkdir(parents=True, exist_ok=True)
+    results = root / "runs" / item.id / "results"  # where NotebookJob points LATENTKIT_RESULTS
     start = time.perf_counter()
     try:
-        with mock.patch.dict(os.environ, {"LATENTKIT_RESULTS": str(results)}):
-            NotebookJob(timeout=timeout, html=False)(item, root)  # sets LATENTKIT_FIGURES itself
+        NotebookJob(timeout=timeout, html=False)(item, root)
     except NotebookFailed as error:
         return None, time.perf_counter() - start, str(error), results
     seconds = time.perf_counter() - start

@@ -179,8 +179,9 @@ def _environment(**values: str):
 class NotebookJob:
     """Runs one notebook item with papermill into ``files/runs/<item>/`` (notebook, HTML, figures).
 
-    The run's figures go to its own folder (``LATENTKIT_FIGURES``, an absolute path: the kernel runs in
-    the notebook's folder), so runs never overwrite each other or the committed ``figures/``. A failing
+    The run's figures and its recorded verdicts go to its own folders (``LATENTKIT_FIGURES`` and
+    ``LATENTKIT_RESULTS``, absolute paths: the kernel runs in the notebook's folder), so runs never
+    overwrite each other or the committed ``figures/`` and ``results/``. A failing
     cell raises :class:`NotebookFailed` naming the notebook and the cell; the partly executed notebook is
     kept, with the error in it.
     """
@@ -199,10 +200,11 @@ class NotebookJob:
         run_dir = files / "runs" / item.id
         figures = run_dir / "figures"
         figures.mkdir(parents=True, exist_ok=True)
+        results = run_dir / "results"
         output = run_dir / source.name
         start = time.perf_counter()
         try:
-            with _environment(LATENTKIT_FIGURES=str(figures)):
+            with _environment(LATENTKIT_FIGURES=str(figures), LATENTKIT_RESULTS=str(results)):
                 papermill.execute_notebook(
                     str(source),
                     str(output),
