@@ -27,16 +27,18 @@ from tqdm.auto import tqdm
 from latentkit.recipes import common
 
 NAME = "tiny_sd_unet"
-# The shipped weights saw 25,000 steps, in resumed stages on a shared 2-core CPU: to 2,400, to 6,200, to
+# The shipped weights saw 36,000 steps, in resumed stages on a shared 2-core CPU: to 2,400, to 6,200, to
 # 16,000 (each stage's cosine schedule ran to its own end; about 1.6 h of one core at 0.36 s/step), then
-# `--from-shipped --steps 36000` from 16,000, stopped at 25,000 (a new optimizer with a 200-step warm-up,
-# the cosine of a 36,000-step run; 9,000 steps in 80 min of one core shared with other work, 0.39-0.52
-# s/step). One uninterrupted run follows one schedule, so its weights differ slightly. Held-out shape
-# (benchmarks/bench_organism_quality.py, 512 captions): 0.69 [0.64, 0.72] at 16,000, 0.77 [0.73, 0.80] at
-# 25,000; target 0.90: more helps. On one free core a step takes 0.25 s (bf16 autocast and channels_last
-# gain 3-4%: benchmarks/bench_training_speed.py).
-STEPS = 36_000  # where the interrupted last stage was heading: `--from-shipped` continues to it
-SHIPPED_STEPS = 25_000  # the steps behind the shipped weights (where `--from-shipped` starts)
+# `--from-shipped --steps 36000` from 16,000 to 36,000 (a new optimizer with a 200-step warm-up, the cosine
+# of a 36,000-step run; resumed twice, 9,000 steps in one session and 11,000 in the next, 0.25-0.52 s/step
+# on a core shared with other work). One uninterrupted run follows one schedule, so its weights differ
+# slightly. Held-out shape (benchmarks/bench_organism_quality.py, 512 captions): 0.69 [0.64, 0.72] at
+# 16,000, 0.77 [0.73, 0.80] at 25,000, 0.80 [0.76, 0.83] at 36,000; target 0.90: still rising, slowly.
+# On one free core a step takes 0.25 s (bf16 autocast and channels_last gain 3-4%:
+# benchmarks/bench_training_speed.py). The next stage: `--from-shipped --steps 52000` without a cached
+# checkpoint (the last stage's cosine has ended; a new stage warms its new optimizer up again).
+STEPS = 36_000  # the end of the last stage's schedule
+SHIPPED_STEPS = 36_000  # the steps behind the shipped weights (where `--from-shipped` starts)
 BATCH = 32
 LR = 1e-3
 WARMUP = 200
