@@ -31,14 +31,15 @@ from tqdm.auto import tqdm
 from latentkit.recipes import common
 
 NAME = "tiny_sd3_transformer"
-# The shipped weights saw 21,800 steps: 12,000 in one run with these defaults (1.5 h of wall time on a
+# The shipped weights saw 30,000 steps: 12,000 in one run with these defaults (1.5 h of wall time on a
 # 2-core CPU shared with other work; 0.33 s/step with a free core), then `--from-shipped --steps 30000`
-# from 12,000, stopped at 21,800 (a new optimizer with a 200-step warm-up, the cosine of a 30,000-step
-# run; 80 min of one core shared with other work, 0.36-0.49 s/step). Held-out shape
+# from 12,000 to 30,000 (a new optimizer with a 200-step warm-up, the cosine of a 30,000-step run; resumed
+# once: 9,800 steps in one session, 8,200 in the next, 0.25-0.49 s/step on a shared core). Held-out shape
 # (benchmarks/bench_organism_quality.py, 512 captions): 0.59 [0.54, 0.63] at 12,000, 0.74 [0.70, 0.78] at
-# 21,800; target 0.90: more helps.
-STEPS = 30_000  # where the interrupted last stage was heading: `--from-shipped` continues to it
-SHIPPED_STEPS = 21_800  # the steps behind the shipped weights (where `--from-shipped` starts)
+# 21,800, 0.75 [0.71, 0.79] at 30,000 (samples' in-distribution ratio 0.73, 0.74): flat over the last
+# 8,200 steps, so more of the same schedule buys little; target 0.90 needs a change of design.
+STEPS = 30_000  # the end of the last stage's schedule
+SHIPPED_STEPS = 30_000  # the steps behind the shipped weights (where `--from-shipped` starts)
 BATCH = 32
 LR = 1e-3
 WARMUP = 200
