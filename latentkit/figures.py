@@ -1943,3 +1943,90 @@ def depth_curves(
         handlelength=2.6,
     )
     return fig
+
+
+def quality_by_width(
+    table: Any,
+    *,
+    target: float,
+    fontsize: float = 9,
+    title: str | None = "How many neurons does this world need?",
+    panel_size: tuple[float, float] = (4.2, 3.0),
+) -> Figure:
+    """The autoencoder widths sweep: held-out quality against the number of bottleneck neurons.
+
+    Left panel: the share of held-out reconstructions that pass the in-distribution test, and the share of
+    samples of the fitted Gaussian that do (the space's density), with their 95% intervals; the dashed
+    line is the target, the dotted one the codec's own round trip (the ceiling: no width can beat its last
+    stage). Right panel: each of the six factors as the probes read it back from the reconstructions.
+    How to read it: the curves rise with the width until the bottleneck has room for what the world varies
+    in; the first width whose validity interval sits above the target is the "fitted" autoencoder.
+
+    Args:
+        table: the recipe's ``data/autoencoder/widths.csv`` (a DataFrame with ``neurons``, ``measure``,
+            ``value``, ``ci_low``, ``ci_high``; :func:`latentkit.recipes.autoencoder.measure_width` rows).
+        target: the validity target drawn as a dashed line, e.g.
+            :data:`latentkit.quality.RECONSTRUCTIONS_VALID`.
+        fontsize: at least 8 pt.
+        title: printed above the panels (None: none).
+        panel_size: ``(width, height)`` of each panel, inches.
+
+    Returns:
+        The Figure; the two axes have ``gid`` ``"width-validity"`` and ``"width-factors"``.
+    """
+    import pandas as pd
+
+    from latentkit.world import FACTORS
+
+    _check_fontsize(fontsize)
+    frame = pd.DataFrame(table)
+    needed = {"neurons", "measure", "value", "ci_low", "ci_high"}
+    if missing := sorted(needed - set(frame.columns)):
+        raise ValueError(f"the widths table lacks the columns {missing}; pass data/autoencoder/widths.csv")
+    if frame.empty:
+        raise ValueError("the widths table is empty: run `python -m latentkit.recipes autoencoder` first")
+    if not 0 <= float(target) <= 1:
+        raise ValueError(f"target must be a share in [0, 1], got {target!r}")
+    widths = sorted(frame["neurons"].unique())
+
+    def series(measure: str):
+        rows = frame[frame["measure"] == measure].set_index("neurons").reindex(widths)
+        return rows["value"].to_numpy(float), rows["ci_low"].to_numpy(float), rows["ci_high"].to_numpy(float)
+
+    fig = _new_figure(2 * panel_size[0] + 0.6, panel_size[1] + 1.3 + (0.4 if title else 0.0))
+    left, right = fig.subplots(1, 2, sharey=True)
+    x = np.arange(len(widths))
+    lines = {
+        "held-out reconstructions valid": "reconstructions valid",
+        "density: samples of the fitted Gaussian valid": "density: samples of the fitted Gaussian valid",
+    }
+    for k, (measure, label) in enumerate(lines.items()):
+        value, low, high = series(measure)
+        style = _line_style(k)
+        left.plot(x, value, label=label, color=style["color"], marker=style["marker"], ls=style["ls"])
+        left.fill_between(x, low, high, color=style["color"], alpha=0.15, lw=0)
+    ceiling = series("ceiling: codec round trip valid")[0]
+    if np.isfinite(ceiling).any():
+        left.axhline(np.nanmean(ceiling), color="0.4", ls=":", lw=1.2, label="ceiling: codec round trip")
+    left.axhline(target, color="k", ls="--", lw=1, label=f"target {target:.2f}")
+    left.set_ylabel("share of held-out images", fontsize=fontsize)
+    left.set_gid("width-validity")
+    for k, factor in enumerate(FACTORS):
+        value, low, high = series(f"{factor} read back from reconstructions")
+        style = _line_style(k)
+        right.plot(x, value, label=factor, color=style["color"], marker=style["marker"], ls=style["ls"])
+    right.set_gid("width-factors")
+    for ax, name in ((left, "validity and density"), (right, "each factor read back")):
+        ax.set_xticks(x, [str(w) for w in widths], fontsize=fontsize)
+        ax.set_xlabel("neurons in the bottleneck", fontsize=fontsize)
+        ax.set_ylim(0, 1.02)
+        ax.tick_params(labelsize=fontsize)
+        ax.grid(alpha=0.3)
+        ax.set_title(name, fontsize=fontsize + 1)
+        ax.legend(
+            fontsize=fontsize - 1, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False
+        )
+    if title:
+        fig.suptitle(title, fontsize=fontsize + 2)
+    fig.tight_layout()
+    return fig

@@ -660,3 +660,46 @@ def test_new_figures_leave_showing_to_the_notebook(monkeypatch):
         figures.depth_curves({"a": np.zeros((2, 1))}, depths={"a": [0, 1]}, columns=["s"]),
     ]
     assert all(isinstance(f, matplotlib.figure.Figure) for f in figs)
+
+
+def _widths_table(widths=(2, 3, 8)):
+    from latentkit.world import FACTORS
+
+    rows = []
+    for w in widths:
+        v = w / 10
+        rows.append(
+            dict(neurons=w, measure="held-out reconstructions valid", value=v, ci_low=v - 0.1, ci_high=v)
+        )
+        rows.append(
+            dict(neurons=w, measure="ceiling: codec round trip valid", value=0.97, ci_low=0.9, ci_high=1)
+        )
+        rows += [
+            dict(neurons=w, measure=f"{f} read back from reconstructions", value=v, ci_low=v, ci_high=v)
+            for f in FACTORS
+        ]
+    return pd.DataFrame(rows)
+
+
+def test_quality_by_width_draws_one_point_per_width_and_the_target():
+    fig = figures.quality_by_width(_widths_table(), target=0.9)
+    left = next(ax for ax in fig.axes if ax.get_gid() == "width-validity")
+    right = next(ax for ax in fig.axes if ax.get_gid() == "width-factors")
+    valid = next(line for line in left.get_lines() if line.get_label() == "reconstructions valid")
+    np.testing.assert_allclose(valid.get_ydata(), [0.2, 0.3, 0.8])
+    assert [t.get_text() for t in left.get_xticklabels()] == ["2", "3", "8"]
+    assert any(line.get_label() == "target 0.90" for line in left.get_lines())
+    assert len([line for line in right.get_lines() if not line.get_label().startswith("_")]) == 6
+
+
+@pytest.mark.parametrize(
+    "table, target, match",
+    [
+        (pd.DataFrame({"neurons": [3]}), 0.9, "lacks the columns"),
+        (_widths_table().iloc[:0], 0.9, "empty"),
+        (_widths_table(), 1.5, "target must be a share"),
+    ],
+)
+def test_quality_by_width_refuses_bad_input(table, target, match):
+    with pytest.raises(ValueError, match=match):
+        figures.quality_by_width(table, target=target)

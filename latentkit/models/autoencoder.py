@@ -12,8 +12,10 @@ An autoencoder has no prior: nothing says which points are "in" its latent space
 be sampled like the others (:mod:`latentkit.spaces`), the recipe fits a Gaussian to the codes of training
 images and stores it with the weights (``code_mean``, ``code_chol``).
 
-Trained by ``python -m latentkit.recipes autoencoder``; weights in ``data/autoencoder/``. Used by
-notebook ``01_autoencoder_bottleneck``.
+Trained by ``python -m latentkit.recipes autoencoder``, which trains a sweep of bottleneck widths: the
+three-neuron model is in ``data/autoencoder/``, and the *fitted* one (the smallest width that reconstructs
+the world well, see :mod:`latentkit.recipes.autoencoder`) in ``data/autoencoder-fitted/``
+(``load_autoencoder(fitted=True)``). Used by notebook ``01_autoencoder_bottleneck``.
 
 Example::
 
@@ -29,6 +31,9 @@ from torch import nn
 
 from latentkit.models.codec import ImageCodec, LatentDecoder, LatentEncoder, load_codec, load_own_state
 from latentkit.paths import load_weights
+
+#: The folder (under ``data/``) of the fitted width: the smallest bottleneck that reconstructs well.
+FITTED = "autoencoder-fitted"
 
 
 class Autoencoder(nn.Module):
@@ -66,18 +71,23 @@ class Autoencoder(nn.Module):
         return {"latent_dim": self.latent_dim, "width": self.width}
 
 
-def load_autoencoder(device: str = "cpu") -> Autoencoder:
-    """The shipped autoencoder from ``data/autoencoder/`` (fp16 on disk, fp32 in memory), in eval mode.
+def load_autoencoder(device: str = "cpu", fitted: bool = False) -> Autoencoder:
+    """A shipped autoencoder (fp16 on disk, fp32 in memory), in eval mode.
 
     Args:
         device: a torch device string or ``"auto"``.
+        fitted: False: Fig. 2's three neurons (``data/autoencoder/``); True: the smallest width of the
+            recipe's sweep that reconstructs the world well (``data/autoencoder-fitted/``).
     """
     from latentkit import resolve_device
 
-    state, cfg = load_weights("autoencoder", "autoencoder.safetensors", recipe="autoencoder")
+    if not isinstance(fitted, bool):
+        raise TypeError(f"fitted must be True or False, got {fitted!r}")
+    folder = FITTED if fitted else "autoencoder"
+    state, cfg = load_weights(folder, "autoencoder.safetensors", recipe="autoencoder")
     model = Autoencoder(latent_dim=cfg["latent_dim"], width=cfg["width"])
     load_own_state(model, state)
     return model.to(resolve_device(device)).eval()
 
 
-__all__ = ["Autoencoder", "load_autoencoder"]
+__all__ = ["FITTED", "Autoencoder", "load_autoencoder"]

@@ -201,3 +201,72 @@ def batch_of(codes: torch.Tensor, batch_size: int, seed: int, step: int) -> torc
     so a resumed run sees exactly the batches an uninterrupted one would have seen."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + step)
     return codes[torch.randint(0, len(codes), (batch_size,), generator=g)]
+
+
+def picture_masks(n: int = 65_536, seed: int = 7, side: int = 16) -> torch.Tensor:
+    """(n, side, side) object coverage of the images of :func:`picture_codes`, pooled from 64x64 (side 16:
+    the code's grid).
+
+    The same seeds render the same images bit for bit, so row ``i`` is the object of code ``i``. The
+    strict-sense recipes weight their code losses with it (:func:`object_weighted_mse`): in plain code
+    MSE the background outweighs the object several times over, and the shape is what gets lost.
+    At ``side`` 32 the masks still tell every shape apart: a recipe's auxiliary mask head learns to draw
+    them (:mod:`latentkit.recipes.autoencoder`). Cached as ``<cache>/picture_masks_<n>_<seed>[_<side>].pt``
+    (fp16); rendering takes under a minute.
+    """
+    if side not in (16, 32, 64):
+        raise ValueError(f"side must be 16, 32 or 64 (pooled from the 64x64 render), got {side!r}")
+    import numpy as np
+    import torch.nn.functional as F
+    from tqdm.auto import tqdm
+
+    from latentkit.world import World
+
+    path = cache_dir() / (
+        f"picture_masks_{n}_{seed}.pt" if side == 16 else f"picture_masks_{n}_{seed}_{side}.pt"
+    )
+    if path.exists():
+        return torch.load(path, map_location="cpu").float()
+    world, chunks = World(64), []
+    for i in tqdm(range(-(-n // 256)), desc="rendering object masks", unit="batch"):
+        masks = world.sample(256, seed=np.random.default_rng([seed, i]), masks=True).masks  # (256, 64, 64)
+        chunks.append(F.avg_pool2d(torch.from_numpy(masks)[:, None], 64 // side)[:, 0].half())  # (256, s, s)
+    masks = torch.cat(chunks)[:n]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(masks, tmp)
+    os.replace(tmp, path)
+    return masks.float()
+
+
+def object_weighted_mse(
+    recon: torch.Tensor, codes: torch.Tensor, masks: torch.Tensor, weight: float
+) -> torch.Tensor:
+    """Mean squared error between picture codes, each cell weighted by ``1 + weight * coverage``.
+
+    Args:
+        recon, codes: (B, 4, 16, 16) picture codes.
+        masks: (B, 16, 16) object coverage in [0, 1] (:func:`picture_masks`), dilated by one cell here so
+            the object's edge, where the shape is decided, counts as object.
+        weight: extra weight of the object's cells (0: plain MSE).
+    """
+    import torch.nn.functional as F
+
+    near = F.max_pool2d(masks[:, None], 3, 1, 1)  # (B, 1, 16, 16)
+    w = 1 + weight * near
+    return ((recon - codes) ** 2 * w).sum() / (w.sum() * codes.shape[1])
+
+
+def autocast(device: str):
+    """bfloat16 autocast where it pays: CUDA, and CPUs with native bf16 (AVX-512 BF16 or AMX).
+
+    Measured on this project's 2-core AMD EPYC (one thread, batch 64): the strict-sense organisms'
+    convolutional stacks train x1.8 faster under bf16 autocast (0.29 -> 0.16 s per autoencoder step);
+    the U-Net organism gains only x1.04, so its recipe does not use it. Elsewhere it is a no-op context.
+    """
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    native = kind == "cpu" and getattr(torch.backends.mkldnn, "is_available", lambda: False)()
+    native = native and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(native))
