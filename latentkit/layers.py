@@ -586,7 +586,7 @@ class StrictModel:
 STRICT_MODELS: dict[str, StrictModel] = {
     "Autoencoder": StrictModel(("decoder",), "latent_dim", "decode"),
     "VAE": StrictModel(("decoder",), "latent_dim", "decode"),
-    "Generator": StrictModel(("mapping", "synthesis"), "z_dim", "forward"),  # z -> w -> picture code
+    "Generator": StrictModel(("mapping", "synthesis", "decoder"), "z_dim", "forward"),  # z -> w -> code
 }
 
 
@@ -626,7 +626,8 @@ def list_model_layers(model: nn.Module) -> list[Layer]:
 
     What :func:`list_layers` is for a diffusers denoiser, for the autoencoder, the VAE and the GAN: each
     layer is named by its module path from the model (``"decoder.fc.1"`` ... ``"decoder.net.6"``; the
-    GAN's ``"mapping.net.1"`` ... ``"mapping.net.6"`` (which outputs w), then ``"synthesis.fc.1"`` ...),
+    GAN's ``"mapping.net.1"`` ... ``"mapping.net.6"`` (which outputs w), ``"synthesis.net.0"`` ... (which
+    outputs the bottleneck code), then its autoencoder decoder's ``"decoder.fc.1"`` ...),
     the last one is the model's own last layer, whose output is the 16x16x4 picture code; the frozen
     codec after it (shared by all three organisms, the pixel decoder) is not listed. The names work in
     :func:`patched` as they are. The code itself is no module's output, so it is not a layer here

@@ -62,6 +62,12 @@ DIFFUSION_SHAPE = 0.90  # held-out (shape, colour) captions
 DIFFUSION_IN_DISTRIBUTION = 0.90  # samples' in-distribution score relative to real renders'
 DIFFUSION_VAE_SHAPE = 0.95
 
+#: The autoencoder's measures with a target: validity, then each factor read back (autoencoder_quality).
+AUTOENCODER_MEASURES = (
+    "held-out reconstructions valid",
+    *(f"{f} read back from reconstructions" for f in FACTORS),
+)
+
 _CHUNK = 256  # images through a network at once
 _HELDOUT_STREAM = 10**6  # images are drawn from default_rng([seed, 10**6]); training codes use [7, i < 256]
 
@@ -294,16 +300,14 @@ def autoencoder_quality(
     recon_agree, ceiling_agree = recon_read.agreement(batch.factors), ceiling_read.agreement(batch.factors)
 
     rows = [
-        _share_row(
-            name, "held-out reconstructions valid", _valid(probes, recon, recon_read), RECONSTRUCTIONS_VALID
-        )
+        _share_row(name, AUTOENCODER_MEASURES[0], _valid(probes, recon, recon_read), RECONSTRUCTIONS_VALID)
     ]
-    for f in FACTORS:
+    for f, measure in zip(FACTORS, AUTOENCODER_MEASURES[1:], strict=True):
         top = float(ceiling_agree[f].mean())
         rows.append(
             _share_row(
                 name,
-                f"{f} read back from reconstructions",
+                measure,
                 recon_agree[f],
                 CODEC_SHARE * top,
                 note=f"{CODEC_SHARE:.2f} x codec ceiling {top:.3f}",
@@ -369,13 +373,17 @@ def factor_coverage(readout) -> tuple[float, tuple[float, float], str]:
     return count / n * k, (low * k, high * k), f"{factor}={FACTORS[factor][v]}"
 
 
-def gan_quality(generator=None, probes=None, n: int = 1024, seed: int = 0, device: str = "cpu") -> list[Row]:
+def gan_quality(
+    generator=None, probes=None, n: int = 1024, seed: int = 0, device: str = "cpu", autoencoder=None
+) -> list[Row]:
     """The GAN against its targets, on ``n`` samples of ``z ~ N(0, I)`` and ``n`` real renders.
 
-    Rows: samples valid (>= :data:`GAN_SAMPLES_VALID`, its density); the codec round trip's validity
-    beside it (the ceiling); the rarest factor value's share of its uniform share, as the probes read the
-    samples (>= :data:`GAN_COVERAGE`; :func:`factor_coverage`); improved precision and recall with k = 3
-    (>= :data:`GAN_PRECISION`, :data:`GAN_RECALL`; :func:`precision_recall`).
+    Rows: samples valid (>= :data:`GAN_SAMPLES_VALID`, its density); beside it its ceiling, the validity
+    of real images reconstructed by the autoencoder whose decoder the generator ends in (the GAN can draw
+    no better than that decoder), and the codec round trip's; the rarest factor value's share of its
+    uniform share, as the probes read the samples (>= :data:`GAN_COVERAGE`; :func:`factor_coverage`);
+    improved precision and recall with k = 3 (>= :data:`GAN_PRECISION`, :data:`GAN_RECALL`;
+    :func:`precision_recall`).
 
     Precision and recall live in the probes' feature space as :func:`latentkit.properties.probe_features`
     defines it: the probe CNN's penultimate features (the 256-d trunk that feeds its factor heads), scaled
@@ -386,6 +394,8 @@ def gan_quality(generator=None, probes=None, n: int = 1024, seed: int = 0, devic
         generator: a :class:`latentkit.models.gan.Generator` (default: the shipped one).
         probes, seed, device: as in :func:`autoencoder_quality`.
         n: samples and real renders (the issue's 1,024); at least ``PR_K + 1``.
+        autoencoder: the :class:`latentkit.models.autoencoder.Autoencoder` whose bottleneck the GAN draws
+            in (default: the shipped fitted one, ``load_autoencoder(fitted=True)``).
     """
     from latentkit.properties import probe_features
     from latentkit.spaces import gan_z_space
@@ -401,6 +411,11 @@ def gan_quality(generator=None, probes=None, n: int = 1024, seed: int = 0, devic
     batch = real_images(n, seed)
     samples, readout, ok = _sampled(gan_z_space(generator, device), probes, n, seed)
     ceiling = _codec_ceiling(generator.codec, batch.images, device)
+    if autoencoder is None:
+        from latentkit.models.autoencoder import load_autoencoder
+
+        autoencoder = load_autoencoder(device, fitted=True)
+    own = _through(autoencoder, batch.images, device)  # real images through the GAN's autoencoder
     ratio, interval, rarest = factor_coverage(readout)
     real_f, fake_f = probe_features(probes, batch.images), probe_features(probes, samples)
     measures = {
@@ -409,6 +424,7 @@ def gan_quality(generator=None, probes=None, n: int = 1024, seed: int = 0, devic
     }
     return [
         _share_row(name, "density: samples valid", ok, GAN_SAMPLES_VALID),
+        _share_row(name, "ceiling: its autoencoder's reconstructions valid", _valid(probes, own)),
         _share_row(name, "ceiling: codec round trip valid", _valid(probes, ceiling)),
         _row(
             name,

@@ -9,7 +9,7 @@ import torch
 
 from latentkit.models.autoencoder import Autoencoder, load_autoencoder
 from latentkit.models.codec import CODE_SHAPE, load_codec, load_own_state, own_state
-from latentkit.models.gan import Generator, discriminator, load_gan
+from latentkit.models.gan import CodeDiscriminator, Generator, load_gan
 from latentkit.models.vae import VAE, load_vae
 from latentkit.paths import data_dir
 from latentkit.probes import load_probes
@@ -28,6 +28,12 @@ def codec():
 def tiny(codec):
     """Tiny builds sharing the shipped codec: the tests check wiring, not quality."""
     return {"width": 8, "codec": codec}
+
+
+@pytest.fixture(scope="module")
+def tiny_gan(codec):
+    """A tiny latent GAN sharing the shipped codec (its autoencoder decoder random, 5-d code)."""
+    return {"z_dim": 16, "w_dim": 12, "code_dim": 5, "hidden": 16, "decoder_width": 8, "codec": codec}
 
 
 @pytest.fixture
@@ -95,20 +101,44 @@ def test_vae_shapes_and_loss(images, tiny):
     assert vae.decode(torch.randn(2, 6)).shape == (2, 3, 64, 64)
 
 
-def test_gan_shapes(images, tiny):
-    gen = Generator(z_dim=16, w_dim=12, **tiny).eval()
+def test_gan_shapes(tiny_gan):
+    gen = Generator(**tiny_gan).eval()
     z = torch.randn(4, 16)
     w = gen.mapping(z)
     assert w.shape == (4, 12)
     torch.testing.assert_close(gen(z), gen.render(w))
     assert gen(z).shape == (4, 3, 64, 64)
-    assert gen.synthesis(w).shape == (4, *CODE_SHAPE)
-    assert discriminator(width=8)(gen.codec.encode(images)).shape == (4, 1)
+    code = gen.synthesis(w)  # the autoencoder's bottleneck code
+    assert code.shape == (4, 5) and gen.decoder(code).shape == (4, *CODE_SHAPE)
+    assert CodeDiscriminator(5, hidden=16)(gen.synthesis.standardised(w)).shape == (4, 1)
 
 
-def test_spaces_of_the_organisms(tiny):
+def test_gan_synthesis_writes_standardised_codes_and_the_borrowed_decoder_stays_frozen(tiny_gan):
+    gen = Generator(**tiny_gan).train()
+    gen.synthesis.code_mean.copy_(torch.arange(5.0))
+    gen.synthesis.code_std.copy_(torch.full((5,), 2.0))
+    w = torch.randn(3, 12)
+    torch.testing.assert_close(gen.synthesis(w), gen.synthesis.standardised(w) * 2 + torch.arange(5.0))
+    assert gen.mapping.training and not gen.decoder.training  # batch norm keeps the autoencoder's statistics
+    assert not any(p.requires_grad for p in gen.decoder.parameters())
+    assert all(p.requires_grad for p in gen.synthesis.parameters())
+
+
+def test_weights_of_the_older_gan_design_are_refused_with_the_fix(tmp_path, monkeypatch):
+    (tmp_path / "gan").mkdir()
+    from safetensors.torch import save_file
+
+    save_file({"mapping.net.0.weight": torch.zeros(1)}, str(tmp_path / "gan" / "generator.safetensors"))
+    old = {"z_dim": 32, "w_dim": 32, "width": 64, "mapping_layers": 4}  # the first design's config
+    (tmp_path / "gan" / "config.json").write_text(json.dumps(old))
+    monkeypatch.setenv("LATENTKIT_DATA", str(tmp_path))
+    with pytest.raises(RuntimeError, match="older GAN design.*recipes gan"):
+        load_gan()
+
+
+def test_spaces_of_the_organisms(tiny, tiny_gan):
     gen = torch.Generator().manual_seed(0)
-    ae, vae, gan = Autoencoder(**tiny), VAE(latent_dim=5, **tiny), Generator(z_dim=16, w_dim=12, **tiny)
+    ae, vae, gan = Autoencoder(**tiny), VAE(latent_dim=5, **tiny), Generator(**tiny_gan)
     for space, dim in [
         (autoencoder_space(ae), 3),
         (vae_space(vae), 5),
@@ -187,8 +217,8 @@ def test_recipes_train_the_codec_before_the_models_that_draw_through_it():
         assert ORDER.index("sd_vae") < ORDER.index(name)
 
 
-def test_truncation_pulls_w_towards_its_mean(tiny):
-    gan = Generator(z_dim=16, w_dim=12, **tiny)
+def test_truncation_pulls_w_towards_its_mean(tiny_gan):
+    gan = Generator(**tiny_gan)
     gan.w_mean.copy_(torch.linspace(-1, 1, 12))
     full, half = gan_w_space(gan), gan_w_space(gan, truncation=0.5)
     assert "truncation 0.5" in half.name and "truncation" not in full.name

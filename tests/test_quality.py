@@ -133,7 +133,11 @@ def test_vae_rows(probes):
 
 def test_gan_rows(probes):
     rows = quality.gan_quality(probes=probes, n=16)
-    check_rows(rows, 5)
+    check_rows(rows, 6)
+    assert [r.measure for r in rows[1:3]] == [
+        "ceiling: its autoencoder's reconstructions valid",
+        "ceiling: codec round trip valid",
+    ]
     assert [r.measure.split()[1] for r in rows[-2:]] == ["precision", "recall"]
 
 

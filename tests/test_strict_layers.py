@@ -47,7 +47,11 @@ EXPECTED = {
         "mapping.net.3",
         "mapping.net.5",
         "mapping.net.6",  # w
-        *(name.replace("decoder", "synthesis") for name in DECODER),
+        "synthesis.net.1",
+        "synthesis.net.3",
+        "synthesis.net.5",
+        "synthesis.net.6",  # the fitted autoencoder's bottleneck code
+        *DECODER,  # that autoencoder's decoder, frozen inside the generator
     ],
 }
 LOADERS = {"autoencoder": load_autoencoder, "vae": load_vae, "gan": load_gan}
@@ -225,10 +229,11 @@ def test_the_batched_sweep_matches_one_layer_at_a_time(models, probes, alpha):
         model(c_e)
     with torch.no_grad(), patched(model, {layer: lambda act, n: (1 - alpha) * act + alpha * cache[n]}):
         reference = model(c_o)[0].permute(1, 2, 0).numpy()
-    np.testing.assert_allclose(run.result.injected[1], reference, atol=1e-5)
+    np.testing.assert_allclose(run.result.injected[1], reference, atol=2e-5)
     with torch.no_grad():
         mixed = model((1 - alpha) * c_o + alpha * c_e)[0].permute(1, 2, 0).numpy()
-    np.testing.assert_allclose(run.result.injected[0], mixed, atol=1e-5)
+    # 2e-5: a batch of several codes and a batch of one take different float32 matrix-product paths
+    np.testing.assert_allclose(run.result.injected[0], mixed, atol=2e-5)
     if alpha < 1:  # a blend is not E: the check above is not the trivial one
         assert np.abs(run.result.injected[1] - run.result.edit).max() > 1e-3
 
