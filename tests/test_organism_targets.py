@@ -1,0 +1,98 @@
+"""The strict-sense organisms against the targets of issue 12, as ``benchmarks/bench_organism_quality.py``
+measures them (:mod:`latentkit.quality`, 512 held-out images, 1,024 GAN samples).
+
+A strict expected-failure ratchet: every target the shipped weights do not reach yet is listed in
+:data:`SHORTFALLS` with what they reach; once retraining meets it, its test passes unexpectedly and fails,
+so the list can only shrink. Slow (about five minutes): ``make test`` runs it, ``make test-fast`` does not.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from latentkit import quality
+from latentkit.paths import data_dir
+
+_FITTED = data_dir() / "autoencoder-fitted" / "config.json"
+#: The fitted autoencoder's name in the quality rows (its width is the recipe's choice).
+FITTED = f"autoencoder ({json.loads(_FITTED.read_text())['latent_dim']} neurons)" if _FITTED.exists() else "-"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not all(
+            (data_dir() / d / "config.json").exists()
+            for d in ("autoencoder", "autoencoder-fitted", "vae", "gan", "probes")
+        ),
+        reason="a shipped strict-sense organism is missing (python -m latentkit.recipes autoencoder|vae|gan)",
+    ),
+]
+
+#: (organism, measure) -> what the shipped weights reach. Strict expected failures.
+SHORTFALLS = {
+    (
+        "autoencoder (3 neurons)",
+        "held-out reconstructions valid",
+    ): "Fig. 2's picture: three neurons are too few",
+    ("autoencoder (3 neurons)", "shape read back from reconstructions"): "three neurons are too few",
+    ("autoencoder (3 neurons)", "size read back from reconstructions"): "three neurons are too few",
+    ("autoencoder (3 neurons)", "color read back from reconstructions"): "0.92 against 0.95 x the codec's",
+    (
+        "autoencoder (3 neurons)",
+        "texture read back from reconstructions",
+    ): "0.54: the weighted loss trades it",
+    (FITTED, "shape read back from reconstructions"): "0.84 (16 neurons) against 0.95 x the codec's 0.93",
+    ("VAE", "held-out reconstructions valid"): "below 0.90",
+    ("VAE", "density: samples of the prior valid"): "far below 0.70",
+    ("GAN", "density: samples valid"): "far below 0.80",
+    ("GAN", "improved precision (k=3, probe features)"): "0.62 against 0.80",
+    ("GAN", "improved recall (k=3, probe features)"): "0.15 against 0.60",
+    ("GAN", "rarest factor value / uniform share (1024 samples)"): "below 0.50",
+}
+
+
+@pytest.fixture(scope="module")
+def rows():
+    from latentkit.models.autoencoder import load_autoencoder
+    from latentkit.probes import load_probes
+
+    probes = load_probes()
+    found = []
+    for fitted in (False, True):
+        found += quality.autoencoder_quality(load_autoencoder(fitted=fitted), probes)
+    found += quality.vae_quality(probes=probes) + quality.gan_quality(probes=probes)
+    return {(_short(r.organism), r.measure): r for r in found if r.target is not None}
+
+
+def _short(organism: str) -> str:
+    """``"VAE (10 dims, beta 4)"`` -> ``"VAE"``, ``"GAN (z 32 dims)"`` -> ``"GAN"``; autoencoders keep
+    their width."""
+    return organism if organism.startswith("autoencoder") else organism.split(" (")[0]
+
+
+def _params():
+    names = [
+        *(("autoencoder (3 neurons)", m) for m in quality.AUTOENCODER_MEASURES),
+        *((FITTED, m) for m in quality.AUTOENCODER_MEASURES),
+        ("VAE", "held-out reconstructions valid"),
+        ("VAE", "density: samples of the prior valid"),
+        ("GAN", "density: samples valid"),
+        ("GAN", "rarest factor value / uniform share (1024 samples)"),
+        ("GAN", "improved precision (k=3, probe features)"),
+        ("GAN", "improved recall (k=3, probe features)"),
+    ]
+    return [
+        pytest.param(
+            *key, marks=[pytest.mark.xfail(strict=True, reason=SHORTFALLS[key])] if key in SHORTFALLS else []
+        )
+        for key in names
+    ]
+
+
+@pytest.mark.parametrize("organism, measure", _params())
+def test_strict_organism_targets(rows, organism, measure):
+    assert (organism, measure) in rows, f"no row {measure!r} for {organism}: measured {sorted(rows)}"
+    row = rows[organism, measure]
+    assert row.met, f"{organism}: {measure} {row.value:.3f} below its target {row.target:.3f}"
