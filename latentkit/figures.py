@@ -2030,3 +2030,344 @@ def quality_by_width(
         fig.suptitle(title, fontsize=fontsize + 2)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Notebook 00: rows of unequal length, a confusion matrix, distributions of a score
+
+
+def image_rows(
+    rows: Mapping[str, Any],
+    *,
+    under: Mapping[str, Sequence[str]] | None = None,
+    size: float = 0.9,
+    fontsize: float = 8,
+    title: str | None = None,
+) -> Figure:
+    """Rows of images that need not be equally long, each named at its left, a label under each image.
+
+    Notebook 00's "one factor at a time": one row per factor, walking through that factor's values
+    (six shapes, but two sizes). How to read it: a row changes one thing only, left to right; the name
+    at its left says what changes, the label under an image its value. A row shorter than the longest
+    simply ends (no empty frames). Equal rows are :func:`image_strip`, which this calls.
+
+    Args:
+        rows: row name (e.g. ``"size\\n(structure)"``) -> ``(C_r, H, W, 3)`` images (uint8, or float in
+            [0, 1]), every row of the same ``H, W``.
+        under: the same keys -> ``C_r`` labels under that row's images (e.g. the factor's values).
+        size: side of each image, inches.
+        fontsize: at least 8 pt.
+        title: printed above the rows.
+
+    Returns:
+        The Figure; image axes have ``gid`` ``"image"`` (one per image given), row names ``"row-name"``.
+    """
+    _check_fontsize(fontsize)
+    if not isinstance(rows, Mapping) or not rows:
+        raise ValueError("rows must be a non-empty dict {row name: (C, H, W, 3) images}")
+    arrays = {str(k): np.asarray(v) for k, v in rows.items()}
+    shapes = {a.shape[1:] for a in arrays.values() if a.ndim == 4}
+    if bad := [k for k, a in arrays.items() if a.ndim != 4 or len(a) == 0 or a.shape[-1] not in (3, 4)]:
+        raise ValueError(f"row {bad[0]!r}: shape {arrays[bad[0]].shape}, expected (C, H, W, 3) with C >= 1")
+    if len(shapes) != 1:
+        raise ValueError(f"every row's images must have the same (H, W, 3), got {sorted(shapes)}")
+    if under is not None:
+        if not isinstance(under, Mapping) or {str(k) for k in under} != set(arrays):
+            raise ValueError(f"under must be a dict with the same keys as rows ({list(arrays)})")
+        under = {str(k): list(v) for k, v in under.items()}
+        if bad := [k for k, a in arrays.items() if len(under[k]) != len(a)]:
+            raise ValueError(
+                f"under[{bad[0]!r}]: {len(under[bad[0]])} labels for {len(arrays[bad[0]])} images"
+            )
+    n_cols = max(len(a) for a in arrays.values())
+    blank = np.zeros_like(next(iter(arrays.values()))[0])
+    padded = np.stack(
+        [np.concatenate([a, np.repeat(blank[None], n_cols - len(a), 0)]) for a in arrays.values()]
+    )
+    labels = [
+        (under[k] if under is not None else [""] * len(a)) + [""] * (n_cols - len(a))
+        for k, a in arrays.items()
+    ]
+    fig = image_strip(
+        padded, under=labels, row_labels=list(arrays), size=size, fontsize=fontsize, title=title
+    )
+    image_axes = [ax for ax in fig.axes if ax.get_gid() == "image"]  # row by row, as image_strip adds them
+    for i, a in enumerate(arrays.values()):
+        for ax in image_axes[i * n_cols + len(a) : (i + 1) * n_cols]:
+            ax.remove()
+    return fig
+
+
+def confusion_matrix(
+    counts: Any,
+    labels: Sequence[str],
+    *,
+    xlabel: str = "read by the probe",
+    ylabel: str = "true",
+    title: str | None = None,
+    fontsize: float = 9,
+    cell: float = 0.45,
+) -> Figure:
+    """Counts of (true value, value read) pairs, each cell coloured by its share of the true value's images.
+
+    Notebook 00: what the probe reads for each true shape under all three degradations. How to read it:
+    a row is one true value, a column one value the probe read; the number in a cell counts images, its
+    colour is that count as a share of the row (dark: most of the row). A perfect probe fills the
+    diagonal; a dark cell off it is a pair of values the probe mixes up.
+
+    Args:
+        counts: ``(K, K)`` non-negative whole numbers, ``counts[i, j]`` = images of value ``i`` read as ``j``.
+        labels: ``K`` value names, in the order of the rows (and columns).
+        xlabel, ylabel: axis labels.
+        title: printed above the matrix.
+        fontsize: at least 8 pt.
+        cell: side of each cell, inches.
+
+    Returns:
+        The Figure; the matrix axes has ``gid`` ``"confusion"``, the colour bar ``"colorbar"``; the cell
+        numbers are its texts.
+    """
+    _check_fontsize(fontsize)
+    counts = np.asarray(counts)
+    labels = [str(x) for x in labels]
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or counts.shape[0] == 0:
+        raise ValueError(f"counts must be a square (K, K) array, got shape {counts.shape}")
+    if not np.issubdtype(counts.dtype, np.number) or (counts < 0).any() or (counts != np.round(counts)).any():
+        raise ValueError("counts must hold non-negative whole numbers (images counted)")
+    if len(labels) != len(counts):
+        raise ValueError(f"labels: {len(labels)} names for a {len(counts)} x {len(counts)} matrix")
+    if not cell > 0:
+        raise ValueError(f"cell must be a positive number of inches, got {cell!r}")
+    k = len(counts)
+    totals = counts.sum(1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    line = fontsize * _LINE / 72
+    widest = max(text_size(s, fontsize)[0] for s in labels)
+    cell = max(cell, max(text_size(str(int(c)), fontsize)[0] for c in counts.flat) + 0.1)
+    side = k * cell
+    left = widest + line + 0.25  # tick labels, then the y label
+    below = (widest + line) * np.sqrt(0.5) + line + 0.25  # 45-degree tick labels, then the x label
+    bar_label = "share of the row's images"
+    right = 0.15 + 0.15 + text_size("1.0", fontsize)[0] + line + 0.2
+    title_h = text_size(title, fontsize + 1)[1] + 0.15 if title else 0.1
+    fig_w, fig_h = left + side + right, title_h + side + below
+    fig_w = max(fig_w, text_size(title, fontsize + 1)[0] + 0.2) if title else fig_w
+    fig = _new_figure(fig_w, fig_h)
+    ax = fig.add_axes([left / fig_w, below / fig_h, side / fig_w, side / fig_h], gid="confusion")
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    cmap = mpl.colormaps["Blues"]
+    for i in range(k):
+        for j in range(k):
+            ink = _ink(cmap(shares[i, j]))
+            ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=fontsize, color=ink)
+    ax.set_xticks(range(k), labels, rotation=45, ha="right", rotation_mode="anchor")
+    ax.set_yticks(range(k), labels)
+    ax.tick_params(labelsize=fontsize)
+    ax.set_xlabel(xlabel, fontsize=fontsize)
+    ax.set_ylabel(ylabel, fontsize=fontsize)
+    bar = fig.add_axes(
+        [(left + side + 0.15) / fig_w, below / fig_h, 0.15 / fig_w, side / fig_h], gid="colorbar"
+    )
+    fig.colorbar(image, cax=bar)
+    bar.tick_params(labelsize=fontsize)
+    bar.set_ylabel(_wrap(bar_label, side, fontsize), fontsize=fontsize)
+    if title:
+        fig.text(0.5, 1 - 0.05 / fig_h, title, ha="center", va="top", fontsize=fontsize + 1, gid="title")
+    return fig
+
+
+def score_distributions(
+    scores: Mapping[str, Any],
+    *,
+    threshold: float | None = None,
+    threshold_label: str = "threshold",
+    xlabel: str = "score",
+    xlim: tuple[float, float] = (0.0, 1.0),
+    fontsize: float = 9,
+    width: float = 5.0,
+    row_height: float = 0.45,
+    title: str | None = None,
+) -> Figure:
+    """One horizontal box plot per kind of image, all on one score axis, with an optional threshold line.
+
+    Notebook 00: the in-distribution score of clean, degraded and broken images. How to read it: a row is
+    one kind of image (the first at the top); the box spans the middle half of its scores, the line in it
+    is the median, the whiskers reach the farthest score within 1.5 box lengths and the circles are the
+    scores beyond. The dashed line is the threshold: a kind whose box lies right of it is counted valid.
+
+    Args:
+        scores: kind name -> ``(N_k,)`` scores (any ``N_k`` >= 1, no NaN).
+        threshold: where to draw the dashed line (e.g.
+            :data:`latentkit.probes.IN_DISTRIBUTION_THRESHOLD`), or ``None`` for none.
+        threshold_label: the line's label, written above the axes with its value.
+        xlabel: the score axis label.
+        xlim: the smallest x range shown (widened to hold every score).
+        fontsize: at least 8 pt.
+        width: of the plotting area, inches.
+        row_height: height of each box's row, inches.
+        title: printed above the axes.
+
+    Returns:
+        The Figure; the axes has ``gid`` ``"scores"``, the threshold line ``"threshold"`` and its label
+        ``"threshold-label"``.
+    """
+    _check_fontsize(fontsize)
+    if not isinstance(scores, Mapping) or not scores:
+        raise ValueError("scores must be a non-empty dict {kind of image: (N,) scores}")
+    data = {str(k): np.ravel(np.asarray(v, dtype=float)) for k, v in scores.items()}
+    if bad := [k for k, v in data.items() if len(v) == 0 or not np.isfinite(v).all()]:
+        raise ValueError(f"scores[{bad[0]!r}] is empty or holds NaN/inf: every score must be a finite number")
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, int | float) or not np.isfinite(threshold)
+    ):
+        raise ValueError(f"threshold must be a finite number or None, got {threshold!r}")
+    if len(xlim) != 2 or not xlim[0] < xlim[1]:
+        raise ValueError(f"xlim must be (low, high) with low < high, got {xlim!r}")
+    names = list(data)
+    every = np.concatenate(list(data.values()))
+    low, high = min(xlim[0], float(every.min())), max(xlim[1], float(every.max()))
+    line = fontsize * _LINE / 72
+    left = max(text_size(n, fontsize)[0] for n in names) + 0.2
+    height = len(names) * row_height
+    below = 2 * line + 0.2
+    side = f"{threshold_label} ({threshold:g})" if threshold is not None else ""
+    above = (line + 0.1 if side else 0.05) + (text_size(title, fontsize + 1)[1] + 0.1 if title else 0.0)
+    fig_w, fig_h = left + width + 0.3, above + height + below
+    fig = _new_figure(fig_w, fig_h)
+    ax = fig.add_axes([left / fig_w, below / fig_h, width / fig_w, height / fig_h], gid="scores")
+    ax.boxplot(
+        [data[n] for n in names],
+        orientation="horizontal",
+        tick_labels=names,
+        widths=0.6,
+        medianprops={"color": _line_style(1)["color"], "lw": 1.5},
+        flierprops={"marker": "o", "ms": 3, "mfc": "none", "mec": "#777777", "alpha": 0.6},
+    )
+    ax.set_ylim(len(names) + 0.5, 0.5)  # the first kind at the top, as listed
+    pad = 0.02 * (high - low)
+    ax.set_xlim(low - pad, high + pad)
+    if threshold is not None:
+        ax.axvline(threshold, color="#555555", lw=1.2, ls=(0, (5, 3)), gid="threshold", zorder=0)
+        ax.text(
+            threshold,
+            1.0,
+            side,
+            transform=ax.get_xaxis_transform(),
+            ha="center",
+            va="bottom",
+            fontsize=fontsize,
+            color="#333333",
+            gid="threshold-label",
+        )
+    ax.tick_params(labelsize=fontsize)
+    ax.set_xlabel(xlabel, fontsize=fontsize)
+    ax.grid(axis="x", color="#E5E5E5", lw=0.6)
+    ax.set_axisbelow(True)
+    if title:
+        fig.text(0.5, 1 - 0.05 / fig_h, title, ha="center", va="top", fontsize=fontsize + 1, gid="title")
+    return fig
+
+
+def synthesis_indices(
+    results: Mapping[str, Any],
+    *,
+    strict: float,
+    chance: float,
+    inputs: Mapping[str, Any] | None = None,
+    label: Callable[[str], str] = str,
+    fontsize: float = 8,
+) -> Figure:
+    """The synthesis index of each model: how much of the image one space decides alone (notebook 06).
+
+    One row per model. Grey dots: every space's (layer's) share of the factors it decides alone; the
+    large dot with its 95% interval: the model's index (its best space), red when the verdict is
+    "strict", blue when "broad", dark grey otherwise, labelled with the value and the deciding space. Open
+    squares and diamonds: the shares of the diffusion models' inputs (the noise, the prompt). The dashed
+    line is the strict threshold, the dotted one chance (one factor in six). How to read it: a model whose
+    large dot sits right of the dashed line, interval included, has one space that decides (almost) the
+    whole image: synthesis in the strict sense; a row whose dots all sit to the left spreads the work.
+
+    Args:
+        results: model name -> :class:`latentkit.synthesis.SynthesisIndex` (``index``, ``ci``,
+            ``verdict``, ``space``, ``shares`` with a ``share`` column), in the order to draw.
+        strict: the strict threshold (:data:`latentkit.synthesis.STRICT`).
+        chance: the share of a space that decides one factor at random, e.g. ``1 / len(FACTORS)``.
+        inputs: model name -> the same model's index with its inputs added as spaces (their shares
+            are read from ``shares`` under :data:`latentkit.synthesis.INPUTS`); only for the models given.
+        label: turns a space's name into its display name (e.g. :func:`latentkit.layers.layer_label`).
+        fontsize: at least 8 pt.
+
+    Returns:
+        The Figure; the axes have ``gid`` ``"synthesis-indices"``.
+    """
+    from latentkit.synthesis import INPUTS
+
+    _check_fontsize(fontsize)
+    if not isinstance(results, Mapping) or not results:
+        raise ValueError("results must be a non-empty dict {model name: SynthesisIndex}")
+    if not 0 < strict <= 1 or not 0 < chance < 1:
+        raise ValueError(f"strict must be in (0, 1] and chance in (0, 1), got {strict!r} and {chance!r}")
+    inputs = dict(inputs or {})
+    if unknown := [m for m in inputs if m not in results]:
+        raise ValueError(f"inputs names models that are not in results: {unknown}")
+    rows = list(results)
+    fig = _new_figure(9, 0.75 * len(rows) + 1.2)
+    ax = fig.subplots()
+    for y, model in enumerate(rows):
+        result = results[model]
+        shares = result.shares["share"]
+        ax.scatter(shares, np.full(len(shares), y), color="0.6", s=14, zorder=2)
+        colour = {"strict": "C3", "broad": "C0"}.get(result.verdict, "0.3")
+        if np.isfinite(result.index):
+            err = [[result.index - result.ci[0]], [result.ci[1] - result.index]]
+            ax.errorbar(result.index, y, xerr=err, fmt="o", color=colour, ms=9, capsize=4, zorder=3)
+            ax.annotate(
+                f"{result.index:.2f} ({label(result.space)})",
+                (result.index, y),
+                xytext=(0, 9),
+                textcoords="offset points",
+                ha="center",
+                fontsize=fontsize,
+            )
+        else:
+            ax.text(
+                0.5,
+                y,
+                f"{result.verdict}: no valid injected images",
+                ha="center",
+                va="center",
+                fontsize=fontsize,
+                color="0.3",
+            )
+        if model in inputs:
+            given = inputs[model].shares["share"]
+            for name, marker in zip(INPUTS, ["s", "D"], strict=True):
+                ax.scatter(
+                    given[name],
+                    y,
+                    marker=marker,
+                    facecolor="none",
+                    edgecolor="k",
+                    s=50,
+                    zorder=4,
+                    label=f"input: {name}"
+                    if not any(t.get_label() == f"input: {name}" for t in ax.collections)
+                    else None,
+                )
+    ax.axvline(strict, color="k", ls="--", lw=1)
+    ax.text(strict, -0.7, f" strict from {strict}", fontsize=fontsize)
+    ax.axvline(chance, color="0.5", ls=":", lw=1)
+    ax.text(chance, -0.7, f" chance {chance:.2g}", fontsize=fontsize, color="0.4")
+    ax.set_yticks(range(len(rows)), rows, fontsize=fontsize + 1)
+    ax.set_ylim(len(rows) - 0.4, -0.9)
+    ax.set_xlim(-0.02, 1.05)
+    ax.tick_params(labelsize=fontsize)
+    ax.set_xlabel(
+        "share of the image's factors one space decides alone (valid injected images only)",
+        fontsize=fontsize + 1,
+    )
+    if inputs:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=fontsize)
+    ax.set_gid("synthesis-indices")
+    fig.tight_layout()
+    return fig

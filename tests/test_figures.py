@@ -703,3 +703,149 @@ def test_quality_by_width_draws_one_point_per_width_and_the_target():
 def test_quality_by_width_refuses_bad_input(table, target, match):
     with pytest.raises(ValueError, match=match):
         figures.quality_by_width(table, target=target)
+
+
+# --------------------------------------------------------------------------------------------------
+# Notebook 00's figures: image_rows, confusion_matrix, score_distributions
+
+
+def test_image_rows_draws_each_row_to_its_own_length_without_overlaps():
+    rows = {"size\n(structure)": images(2), "position\n(structure)": images(5), "shape\n(content)": images(3)}
+    under = {k: [f"value {i}" for i in range(len(v))] for k, v in rows.items()}
+    fig = figures.image_rows(rows, under=under)
+    axes = [ax for ax in fig.axes if ax.get_gid() == "image"]
+    assert len(axes) == 2 + 5 + 3  # no empty frames where a row is shorter
+    texts = [t for ax in axes for t in ax.texts if t.get_gid() == "under"]
+    assert sorted(t.get_text() for t in texts) == sorted(u for v in under.values() for u in v)
+    names = [t for t in fig.texts if t.get_gid() == "row-name"]
+    assert [t.get_text() for t in names] == list(rows)
+    assert not overlapping(boxes(fig, texts + names + axes))
+    assert all(t.get_fontsize() >= figures.MIN_FONTSIZE for t in texts + names)
+
+
+@pytest.mark.parametrize(
+    "rows, under, match",
+    [
+        ({}, None, "non-empty dict"),
+        ({"a": images(2)[0]}, None, r"row 'a': shape \(8, 8, 3\)"),
+        ({"a": images(2), "b": images(2, side=4)}, None, "same"),
+        ({"a": images(2)}, {"b": ["x", "y"]}, "same keys as rows"),
+        ({"a": images(2)}, {"a": ["x"]}, r"under\['a'\]: 1 labels for 2 images"),
+    ],
+)
+def test_image_rows_refuses_bad_input(rows, under, match):
+    with pytest.raises(ValueError, match=match):
+        figures.image_rows(rows, under=under)
+
+
+def test_confusion_matrix_prints_counts_and_colours_row_shares():
+    counts = np.array([[8, 2, 0], [0, 10, 0], [1, 0, 9]])
+    labels = ["circle", "square", "triangle"]
+    fig = figures.confusion_matrix(counts, labels, title="shape")
+    ax = next(a for a in fig.axes if a.get_gid() == "confusion")
+    assert [t.get_text() for t in ax.texts] == [str(c) for c in counts.flat]
+    np.testing.assert_allclose(ax.images[0].get_array(), counts / counts.sum(1, keepdims=True))
+    assert [t.get_text() for t in ax.get_xticklabels()] == labels
+    assert [t.get_text() for t in ax.get_yticklabels()] == labels
+    assert any(a.get_gid() == "colorbar" for a in fig.axes)
+    ticks = list(ax.get_xticklabels()) + list(ax.get_yticklabels()) + [ax.xaxis.label, ax.yaxis.label]
+    assert not overlapping(boxes(fig, ticks))
+    assert all(t.get_fontsize() >= figures.MIN_FONTSIZE for t in ticks + ax.texts)
+
+
+@pytest.mark.parametrize(
+    "counts, labels, match",
+    [
+        (np.zeros((2, 3)), ["a", "b"], "square"),
+        (np.array([[1, -1], [0, 2]]), ["a", "b"], "non-negative whole numbers"),
+        (np.array([[1.5, 0], [0, 2]]), ["a", "b"], "non-negative whole numbers"),
+        (np.eye(2, dtype=int), ["a"], "1 names for a 2 x 2 matrix"),
+    ],
+)
+def test_confusion_matrix_refuses_bad_input(counts, labels, match):
+    with pytest.raises(ValueError, match=match):
+        figures.confusion_matrix(counts, labels)
+
+
+def test_confusion_matrix_leaves_an_empty_row_blank():
+    fig = figures.confusion_matrix(np.array([[0, 0], [1, 3]]), ["a", "b"])
+    ax = next(a for a in fig.axes if a.get_gid() == "confusion")
+    np.testing.assert_allclose(ax.images[0].get_array(), [[0, 0], [0.25, 0.75]])
+
+
+def test_score_distributions_draws_one_box_per_kind_top_down_with_the_threshold():
+    rng = np.random.default_rng(0)
+    scores = {"clean render": rng.uniform(0.9, 1, 50), "no object": rng.uniform(0.2, 0.5, 50)}
+    fig = figures.score_distributions(scores, threshold=0.6, threshold_label="threshold")
+    ax = next(a for a in fig.axes if a.get_gid() == "scores")
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(scores)
+    bottom, top = ax.get_ylim()
+    assert bottom > top  # the first kind at the top
+    line = next(x for x in ax.get_lines() if x.get_gid() == "threshold")
+    np.testing.assert_allclose(line.get_xdata(), [0.6, 0.6])
+    label = next(t for t in ax.texts if t.get_gid() == "threshold-label")
+    assert label.get_text() == "threshold (0.6)"
+    assert ax.get_xlim()[0] <= 0 and ax.get_xlim()[1] >= 1
+    texts = list(ax.get_yticklabels()) + [label, ax.xaxis.label]
+    assert not overlapping(boxes(fig, texts))
+    assert all(t.get_fontsize() >= figures.MIN_FONTSIZE for t in texts)
+
+
+@pytest.mark.parametrize(
+    "scores, kwargs, match",
+    [
+        ({}, {}, "non-empty dict"),
+        ({"a": [0.5, np.nan]}, {}, r"scores\['a'\] is empty or holds NaN"),
+        ({"a": []}, {}, r"scores\['a'\] is empty"),
+        ({"a": [0.5]}, {"threshold": True}, "threshold must be a finite number or None"),
+        ({"a": [0.5]}, {"xlim": (1, 0)}, "xlim must be"),
+        ({"a": [0.5]}, {"fontsize": 6}, "at least 8 pt"),
+    ],
+)
+def test_score_distributions_refuses_bad_input(scores, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        figures.score_distributions(scores, **kwargs)
+
+
+def test_notebook_00_figures_leave_showing_to_the_notebook(monkeypatch):
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setattr(plt, "show", lambda *a, **k: pytest.fail("a figure function called plt.show"))
+    figs = [
+        figures.image_rows({"a": images(2), "b": images(3)}),
+        figures.confusion_matrix(np.eye(2, dtype=int), ["a", "b"]),
+        figures.score_distributions({"a": [0.2, 0.4]}, threshold=0.6),
+    ]
+    assert all(isinstance(f, matplotlib.figure.Figure) for f in figs)
+
+
+def test_synthesis_indices_draws_each_models_index_and_names_an_empty_row():
+    from types import SimpleNamespace
+
+    def index(value, verdict, space="code"):
+        shares = pd.DataFrame({"share": [0.2, value]}, index=["a", space])
+        return SimpleNamespace(
+            index=value,
+            ci=(value - 0.05, min(1.0, value + 0.05)),
+            verdict=verdict,
+            space=space,
+            shares=shares,
+        )
+
+    inputs = SimpleNamespace(shares=pd.DataFrame({"share": [0.1, 0.9]}, index=["noise", "prompt"]))
+    results = {
+        "autoencoder": index(1.0, "strict"),
+        "U-Net": index(0.5, "broad", "up"),
+        "DiT": index(np.nan, "undetermined"),
+    }
+    fig = figures.synthesis_indices(results, strict=0.9, chance=1 / 6, inputs={"U-Net": inputs})
+    ax = next(a for a in fig.axes if a.get_gid() == "synthesis-indices")
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(results)
+    texts = [t.get_text() for t in ax.texts]
+    assert "1.00 (code)" in texts and "0.50 (up)" in texts
+    assert any("undetermined: no valid injected images" in t for t in texts)
+    assert {t.get_text() for t in ax.get_legend().get_texts()} == {"input: noise", "input: prompt"}
+    with pytest.raises(ValueError, match="not in results"):
+        figures.synthesis_indices(results, strict=0.9, chance=1 / 6, inputs={"VAE": inputs})
+    with pytest.raises(ValueError, match="non-empty"):
+        figures.synthesis_indices({}, strict=0.9, chance=1 / 6)
