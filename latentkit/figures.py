@@ -1699,6 +1699,18 @@ LINE_STYLES: tuple[dict[str, Any], ...] = (
 )
 
 
+def _legend_below(fig: Figure, x: float, y: float, ncol: int, fontsize: float) -> None:
+    """The figure's legend centred at ``(x, y)`` (figure fraction) below the plot, without a frame."""
+    fig.legend(
+        loc="lower center",
+        bbox_to_anchor=(x, y),
+        ncol=ncol,
+        fontsize=fontsize,
+        frameon=False,
+        handlelength=2.6,
+    )
+
+
 def _line_style(k: int) -> dict[str, Any]:
     return LINE_STYLES[k % len(LINE_STYLES)]
 
@@ -1807,14 +1819,7 @@ def scores_along_paths(
     ax.set_axisbelow(True)
     if title:
         fig.text(0.5, 1 - 0.05 / fig_h, title, ha="center", va="top", fontsize=fontsize + 1, gid="title")
-    fig.legend(
-        loc="lower center",
-        bbox_to_anchor=((left + width / 2) / fig_w, 0.02 / fig_h),
-        ncol=ncol,
-        fontsize=fontsize,
-        frameon=False,
-        handlelength=2.6,
-    )
+    _legend_below(fig, (left + width / 2) / fig_w, 0.02 / fig_h, ncol, fontsize)
     return fig
 
 
@@ -1934,14 +1939,7 @@ def depth_curves(
         fontsize=fontsize,
         gid="xlabel",
     )
-    fig.legend(
-        loc="lower center",
-        bbox_to_anchor=((left + width / 2) / fig_w, 0.02 / fig_h),
-        ncol=ncol,
-        fontsize=fontsize,
-        frameon=False,
-        handlelength=2.6,
-    )
+    _legend_below(fig, (left + width / 2) / fig_w, 0.02 / fig_h, ncol, fontsize)
     return fig
 
 

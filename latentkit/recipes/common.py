@@ -179,21 +179,28 @@ def picture_codes(n: int = 65_536, seed: int = 7, device: str = "cpu") -> torch.
     from latentkit.models.codec import load_codec
     from latentkit.world import World
 
-    path = cache_dir() / f"picture_codes_{n}_{seed}.pt"
+    def encode() -> torch.Tensor:
+        codec, world, chunks = load_codec(device), World(64), []
+        with torch.no_grad():
+            for i in tqdm(range(-(-n // 256)), desc="encoding world images", unit="batch"):
+                images = world.sample(256, seed=np.random.default_rng([seed, i])).images
+                x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255).to(device)
+                chunks.append(codec.encode(x).half().cpu())
+        return torch.cat(chunks)[:n]
+
+    return _cached(cache_dir() / f"picture_codes_{n}_{seed}.pt", encode)
+
+
+def _cached(path: Path, build) -> torch.Tensor:
+    """The fp16 tensor cached at ``path``, as fp32; built by ``build()`` and saved atomically if absent."""
     if path.exists():
         return torch.load(path, map_location="cpu").float()
-    codec, world, chunks = load_codec(device), World(64), []
-    with torch.no_grad():
-        for i in tqdm(range(-(-n // 256)), desc="encoding world images", unit="batch"):
-            images = world.sample(256, seed=np.random.default_rng([seed, i])).images
-            x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255).to(device)
-            chunks.append(codec.encode(x).half().cpu())
-    codes = torch.cat(chunks)[:n]
+    tensor = build()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save(codes, tmp)
-    os.replace(tmp, path)
-    return codes.float()
+    torch.save(tensor, tmp)
+    os.replace(tmp, path)  # never leaves a half-written cache behind
+    return tensor.float()
 
 
 def batch_of(codes: torch.Tensor, batch_size: int, seed: int, step: int) -> torch.Tensor:
@@ -222,21 +229,19 @@ def picture_masks(n: int = 65_536, seed: int = 7, side: int = 16) -> torch.Tenso
 
     from latentkit.world import World
 
-    path = cache_dir() / (
-        f"picture_masks_{n}_{seed}.pt" if side == 16 else f"picture_masks_{n}_{seed}_{side}.pt"
-    )
-    if path.exists():
-        return torch.load(path, map_location="cpu").float()
-    world, chunks = World(64), []
-    for i in tqdm(range(-(-n // 256)), desc="rendering object masks", unit="batch"):
-        masks = world.sample(256, seed=np.random.default_rng([seed, i]), masks=True).masks  # (256, 64, 64)
-        chunks.append(F.avg_pool2d(torch.from_numpy(masks)[:, None], 64 // side)[:, 0].half())  # (256, s, s)
-    masks = torch.cat(chunks)[:n]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(masks, tmp)
-    os.replace(tmp, path)
-    return masks.float()
+    def render() -> torch.Tensor:
+        world, chunks = World(64), []
+        for i in tqdm(range(-(-n // 256)), desc="rendering object masks", unit="batch"):
+            masks = world.sample(
+                256, seed=np.random.default_rng([seed, i]), masks=True
+            ).masks  # (256, 64, 64)
+            chunks.append(
+                F.avg_pool2d(torch.from_numpy(masks)[:, None], 64 // side)[:, 0].half()
+            )  # (256, s, s)
+        return torch.cat(chunks)[:n]
+
+    name = f"picture_masks_{n}_{seed}.pt" if side == 16 else f"picture_masks_{n}_{seed}_{side}.pt"
+    return _cached(cache_dir() / name, render)
 
 
 def object_weighted_mse(
