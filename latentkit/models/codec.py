@@ -126,7 +126,7 @@ def _upsample(cin: int, cout: int) -> nn.Sequential:
 class LatentDecoder(nn.Module):
     """A vector (N, in_dim) -> a picture code (N, 4, 16, 16): MLP to 4x4, then two upsamplings.
 
-    The autoencoder's and the VAE's decoder, and the GAN's synthesis network.
+    The autoencoder's and the VAE's decoder (the GAN ends in the fitted autoencoder's).
 
     Args:
         in_dim: size of the vector (the bottleneck, the VAE latent, the GAN's w).
@@ -156,19 +156,15 @@ class LatentDecoder(nn.Module):
 class LatentEncoder(nn.Module):
     """A picture code (N, 4, 16, 16) -> a vector (N, out_dim): two strided convolutions, then an MLP.
 
-    The autoencoder's and the VAE's encoder, and the GAN's discriminator (``minibatch_std=True``: the
-    features' spread across the batch is appended, as in ProGAN and StyleGAN, so that a generator that
-    draws one image for every ``z`` gives itself away by a spread of zero).
+    The autoencoder's and the VAE's encoder.
 
     Args:
         out_dim: size of the output vector.
         width: channels at 16x16; 8x8 and 4x4 have ``2 * width``.
-        minibatch_std: append the minibatch standard deviation (16 copies of it) before the MLP.
     """
 
-    def __init__(self, out_dim: int, width: int = 64, minibatch_std: bool = False):
+    def __init__(self, out_dim: int, width: int = 64):
         super().__init__()
-        self.minibatch_std = minibatch_std
         self.net = nn.Sequential(
             nn.Conv2d(CODE_SHAPE[0], width, 3, 1, 1),
             nn.LeakyReLU(0.2),
@@ -178,17 +174,10 @@ class LatentEncoder(nn.Module):
             nn.LeakyReLU(0.2),
             nn.Flatten(),  # (N, 32w)
         )
-        extra = 16 if minibatch_std else 0
-        self.head = nn.Sequential(
-            nn.Linear(32 * width + extra, 256), nn.LeakyReLU(0.2), nn.Linear(256, out_dim)
-        )
+        self.head = nn.Sequential(nn.Linear(32 * width, 256), nn.LeakyReLU(0.2), nn.Linear(256, out_dim))
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        h = self.net(codes)
-        if self.minibatch_std:
-            spread = h.std(0).mean().expand(len(h), 16)  # (N, 16)
-            h = torch.cat([h, spread], 1)
-        return self.head(h)
+        return self.head(self.net(codes))
 
 
 __all__ = [
