@@ -2,7 +2,8 @@
 
 - :mod:`latentkit.models.autoencoder`: a convolutional autoencoder with a 3-neuron bottleneck (Fig. 2);
 - :mod:`latentkit.models.vae`: a (beta-)VAE with a small Gaussian latent;
-- :mod:`latentkit.models.gan`: a DCGAN-like generator with a StyleGAN-like mapping network (z and w);
+- :mod:`latentkit.models.gan`: a latent GAN with a StyleGAN-like mapping network (z and w), in the fitted
+  autoencoder's bottleneck;
 - :mod:`latentkit.models.tiny_sd`: a Stable Diffusion in miniature (``StableDiffusionPipeline`` with a
   tiny CLIP text encoder, an ``AutoencoderKL`` and a ``UNet2DConditionModel`` in SD's layout);
   ``load_organism()`` loads the shipped one from ``data/tiny-sd/``;
