@@ -47,18 +47,23 @@ from latentkit.recipes.common import (
     autocast,
     batch_of,
     clear_checkpoint,
+    deadline,
     load_checkpoint,
     object_weighted_mse,
+    out_of_time,
     picture_codes,
     picture_masks,
     save_checkpoint,
     set_threads,
+    stopped_early,
+    time_left,
     warmup_cosine,
 )
 from latentkit.world import World
 
 NAME = "autoencoder"
 STEPS = 6000
+BATCH = 64
 WIDTHS = (16, 8, 4, 3)  # bottleneck neurons of the sweep, widest first (the GAN draws in the fitted one)
 FIG2 = 3  # the paper's Fig. 2
 OBJECT_WEIGHT = 10.0  # extra weight of the object's code cells in the loss
@@ -77,7 +82,7 @@ def checkpoint_name(latent_dim: int) -> str:
 def train(
     latent_dim: int = FIG2,
     steps: int = STEPS,
-    batch_size: int = 64,
+    batch_size: int = BATCH,
     lr: float = 1e-3,
     device: str = "auto",
     fresh: bool = False,
@@ -118,9 +123,13 @@ def train(
         opt.step()
         if step % 20 == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}")
-        if (step + 1) % 250 == 0 or step + 1 == steps:
+        stop = step + 1 < steps and out_of_time()
+        if (step + 1) % 250 == 0 or step + 1 == steps or stop:
             elapsed = seconds + time.perf_counter() - began
             save_checkpoint(name, step + 1, model=model, opt=opt, seconds=elapsed)
+        if stop:
+            stopped_early(name, step + 1, steps)
+            break
     return model.cpu().eval(), seconds + time.perf_counter() - began
 
 
@@ -221,16 +230,29 @@ def is_exported() -> bool:
 
 
 def main(
-    steps: int | None = None, device: str = "auto", fresh: bool = False, widths: tuple[int, ...] = WIDTHS
+    steps: int | None = None,
+    device: str = "auto",
+    fresh: bool = False,
+    widths: tuple[int, ...] = WIDTHS,
+    batch_size: int = BATCH,
 ) -> None:
-    """Train every width of ``widths`` (resuming each), measure it, write the table, export two."""
+    """Train every width of ``widths`` (resuming each), measure it, write the table, export two.
+
+    Inside a :func:`~latentkit.recipes.common.deadline`, each width gets an equal part of the time left."""
     steps = steps or STEPS
     rows, models = [], {}
-    for width in widths:
-        model, seconds = train(latent_dim=width, steps=steps, device=device, fresh=fresh)
+    picture_codes(device=resolve_device(device))  # the inputs are built (once, then cached) first, so
+    picture_masks()  # that under a deadline the widths share only training time
+    for i, width in enumerate(widths):
+        left = time_left()
+        with deadline(None if left is None else left / (len(widths) - i)):
+            model, seconds = train(
+                latent_dim=width, steps=steps, batch_size=batch_size, device=device, fresh=fresh
+            )
+        reached = min(steps, load_checkpoint(checkpoint_name(width)))  # fewer when a deadline stopped it
         fit_code_distribution(model)
-        rows += measure_width(model, steps, seconds)
-        models[width] = (model, seconds)
+        rows += measure_width(model, reached, seconds)
+        models[width] = (model, seconds, reached)
         print(
             f"{width} neurons: " + ", ".join(f"{r['measure']} {r['value']:.3f}" for r in rows[-8:]),
             flush=True,
@@ -238,8 +260,10 @@ def main(
     write_widths_table(rows)
     fitted = fitted_width(rows)
     if FIG2 in models:
-        export(models[FIG2][0], steps, models[FIG2][1])
-    export(models[fitted][0], steps, models[fitted][1], folder=FITTED)
+        model, seconds, reached = models[FIG2]
+        export(model, reached, seconds)
+    model, seconds, reached = models[fitted]
+    export(model, reached, seconds, folder=FITTED)
     print(
         f"autoencoders exported to {data_dir() / NAME} ({FIG2} neurons) and {data_dir() / FITTED} ({fitted})"
     )

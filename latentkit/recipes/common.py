@@ -3,7 +3,7 @@
 Each recipe keeps its own training loop visible in its own file (``python -m latentkit.recipes NAME``);
 only the bookkeeping lives here. Checkpoints go to :func:`latentkit.paths.cache_dir` (outside the
 repository), so an interrupted recipe resumes where it stopped; only the final fp16 weights are exported
-to ``data/``.
+to ``data/``. A run inside a time budget stops the loops with a :func:`deadline`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from __future__ import annotations
 import copy
 import math
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -136,14 +139,18 @@ def optimizer_step(loss: torch.Tensor, model: torch.nn.Module, opt, ema: EMA, st
     return loss.item()
 
 
-def after_step(name: str, step: int, steps: int, losses: list[float], bar, since: tuple[float, int], **state):
+def after_step(
+    name: str, step: int, steps: int, losses: list[float], bar, since: tuple[float, int], **state
+) -> bool:
     """The loss on the progress bar every 50 steps; every 200 steps (and at the last) a checkpoint of
-    ``state`` and a log line with the mean loss and the speed (``since``: (start time, start step))."""
-    import time
+    ``state`` and a log line with the mean loss and the speed (``since``: (start time, start step)).
 
+    Returns True when the run is out of time (:func:`deadline`): then the checkpoint is saved at this step
+    and the caller stops."""
+    stop = step + 1 < steps and out_of_time()
     if (step + 1) % 50 == 0:
         bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
-    if (step + 1) % 200 == 0 or step + 1 == steps:
+    if (step + 1) % 200 == 0 or step + 1 == steps or stop:
         save_checkpoint(name, step + 1, **state)
         t0, start = since
         recent = losses[-200:]
@@ -152,6 +159,9 @@ def after_step(name: str, step: int, steps: int, losses: list[float], bar, since
             f"{(time.time() - t0) / (step + 1 - start):.3f} s/step",
             flush=True,
         )
+    if stop:
+        stopped_early(name, step + 1, steps)
+    return stop
 
 
 def latest_ema(name: str, model: torch.nn.Module, recipe: str) -> torch.nn.Module:
@@ -275,3 +285,43 @@ def autocast(device: str):
     native = kind == "cpu" and getattr(torch.backends.mkldnn, "is_available", lambda: False)()
     native = native and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(native))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A deadline: how a run inside a time budget stops its recipes (``python -m latentkit.recipes all --budget``)
+
+_until: float | None = None  # time.monotonic() at which the current deadline passes; None: no deadline
+
+
+@contextmanager
+def deadline(seconds: float | None) -> Iterator[None]:
+    """Inside this block, :func:`out_of_time` turns True ``seconds`` from now (None: no deadline).
+
+    The organisms' training loops ask once per step; out of time, a loop saves its checkpoint at the step
+    reached (the state of a regular checkpoint, so the run resumes exactly) and stops, and its recipe
+    exports what it has. A deadline inside another never outlasts the outer one. Outside every deadline
+    nothing changes.
+    """
+    global _until
+    outer = _until
+    if seconds is not None:
+        _until = time.monotonic() + seconds if outer is None else min(outer, time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _until = outer
+
+
+def out_of_time() -> bool:
+    """Whether the current :func:`deadline` has passed (always False outside one)."""
+    return _until is not None and time.monotonic() >= _until
+
+
+def time_left() -> float | None:
+    """Seconds until the current :func:`deadline` passes (negative once it has); None outside one."""
+    return None if _until is None else _until - time.monotonic()
+
+
+def stopped_early(name: str, step: int, steps: int) -> None:
+    """The line a training loop stopped by its :func:`deadline` prints."""
+    print(f"{name}: out of time, stopped at step {step:,} of {steps:,} (checkpoint saved)", flush=True)

@@ -164,7 +164,7 @@ def train(
         ).sample  # (B, 4, 16, 16)
         loss = (pred - velocity).pow(2).mean()
         losses.append(common.optimizer_step(loss, transformer, opt, ema, step))
-        common.after_step(
+        if common.after_step(
             NAME,
             step,
             steps,
@@ -175,7 +175,8 @@ def train(
             ema=ema,
             opt=opt,
             stage_start=stage,
-        )
+        ):
+            break  # out of time: the checkpoint is saved at this step
     return ema.model.eval()
 
 
@@ -203,5 +204,11 @@ def is_exported() -> bool:
     return (data_dir() / SD3_DIR / "model_index.json").exists()
 
 
-def main(steps: int = STEPS, device: str = "auto", fresh: bool = False, from_shipped: bool = False):
-    export(train(steps=steps, device=device, fresh=fresh, from_shipped=from_shipped))
+def main(
+    steps: int = STEPS,
+    device: str = "auto",
+    fresh: bool = False,
+    from_shipped: bool = False,
+    batch_size: int = BATCH,
+):
+    export(train(steps=steps, device=device, fresh=fresh, batch_size=batch_size, from_shipped=from_shipped))

@@ -56,9 +56,11 @@ from latentkit.recipes.common import (
     batch_of,
     clear_checkpoint,
     load_checkpoint,
+    out_of_time,
     picture_codes,
     save_checkpoint,
     set_threads,
+    stopped_early,
 )
 
 NAME = "gan"
@@ -128,8 +130,12 @@ def train(
         ema.update(gen, step)
         if step % 20 == 0:
             bar.set_postfix(d=f"{loss_d.item():.3f}", g=f"{loss_g.item():.3f}")
-        if (step + 1) % 1000 == 0 or step + 1 == steps:
+        stop = step + 1 < steps and out_of_time()
+        if (step + 1) % 1000 == 0 or step + 1 == steps or stop:
             save_checkpoint(NAME, step + 1, gen=gen, disc=disc, ema=ema, opt_g=opt_g, opt_d=opt_d)
+        if stop:
+            stopped_early(NAME, step + 1, steps)
+            break
     return ema.model.cpu().eval()
 
 
@@ -159,12 +165,15 @@ def is_exported() -> bool:
     return (folder / "generator.safetensors").exists() and (folder / "config.json").exists()
 
 
-def main(steps: int | None = None, device: str = "auto", fresh: bool = False) -> None:
+def main(
+    steps: int | None = None, device: str = "auto", fresh: bool = False, batch_size: int = BATCH
+) -> None:
     steps = steps or STEPS
     start = time.perf_counter()
-    gen = train(steps=steps, device=device, fresh=fresh)
+    gen = train(steps=steps, batch_size=batch_size, device=device, fresh=fresh)
     measure_w_mean(gen)
-    export(gen, steps, time.perf_counter() - start)
+    reached = min(steps, load_checkpoint(NAME))  # fewer when a deadline stopped it
+    export(gen, reached, time.perf_counter() - start)
     print(f"GAN generator exported to {data_dir() / NAME}")
 
 

@@ -224,9 +224,10 @@ def train(
         per_sample = (pred - v).pow(2).mean(dim=(1, 2, 3))
         loss = (min_snr_weight(scheduler, t) * per_sample).mean()
         losses.append(common.optimizer_step(loss, unet, opt, ema, step))
-        common.after_step(
+        if common.after_step(
             NAME, step, steps, losses, bar, (t0, start), model=unet, ema=ema, opt=opt, stage_start=stage
-        )
+        ):
+            break  # out of time: the checkpoint is saved at this step
     return ema.model.eval()
 
 
@@ -254,5 +255,11 @@ def is_exported() -> bool:
     return (data_dir() / SD_DIR / "model_index.json").exists()
 
 
-def main(steps: int = STEPS, device: str = "auto", fresh: bool = False, from_shipped: bool = False):
-    export(train(steps=steps, device=device, fresh=fresh, from_shipped=from_shipped))
+def main(
+    steps: int = STEPS,
+    device: str = "auto",
+    fresh: bool = False,
+    from_shipped: bool = False,
+    batch_size: int = BATCH,
+):
+    export(train(steps=steps, device=device, fresh=fresh, batch_size=batch_size, from_shipped=from_shipped))

@@ -30,20 +30,23 @@ from latentkit.recipes.common import (
     batch_of,
     clear_checkpoint,
     load_checkpoint,
+    out_of_time,
     picture_codes,
     save_checkpoint,
     set_threads,
+    stopped_early,
     warmup_cosine,
 )
 
 NAME = "vae"
 STEPS = 8000
+BATCH = 64
 LATENT_DIM, BETA = 10, 4.0  # beta = 4, as in Higgins et al. (2017): prior samples over detail
 
 
 def train(
     steps: int = STEPS,
-    batch_size: int = 64,
+    batch_size: int = BATCH,
     lr: float = 1e-3,
     device: str = "auto",
     fresh: bool = False,
@@ -76,8 +79,12 @@ def train(
         opt.step()
         if step % 20 == 0:
             bar.set_postfix(recon=f"{losses['recon'].item():.1f}", kl=f"{losses['kl'].item():.1f}")
-        if (step + 1) % 250 == 0 or step + 1 == steps:
+        stop = step + 1 < steps and out_of_time()
+        if (step + 1) % 250 == 0 or step + 1 == steps or stop:
             save_checkpoint(NAME, step + 1, model=model, opt=opt)
+        if stop:
+            stopped_early(NAME, step + 1, steps)
+            break
     model.beta = BETA
     return model.cpu().eval(), {k: float(v) for k, v in losses.items()}
 
@@ -101,11 +108,14 @@ def is_exported() -> bool:
     return (folder / "vae.safetensors").exists() and (folder / "config.json").exists()
 
 
-def main(steps: int | None = None, device: str = "auto", fresh: bool = False) -> None:
+def main(
+    steps: int | None = None, device: str = "auto", fresh: bool = False, batch_size: int = BATCH
+) -> None:
     steps = steps or STEPS
     start = time.perf_counter()
-    model, losses = train(steps=steps, device=device, fresh=fresh)
-    export(model, steps, time.perf_counter() - start, losses)
+    model, losses = train(steps=steps, batch_size=batch_size, device=device, fresh=fresh)
+    reached = min(steps, load_checkpoint(NAME))  # fewer when a deadline stopped it
+    export(model, reached, time.perf_counter() - start, losses)
     print(f"VAE exported to {data_dir() / NAME}")
 
 
