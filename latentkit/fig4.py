@@ -252,13 +252,17 @@ KEY_COMPONENTS: dict[str, tuple[str, ...]] = {
 
 
 def disagreements(results, paper: Mapping[str, Mapping[str, str]]):
-    """Where the measured mark differs from a mark the paper gives (``?`` marks are skipped).
+    """Where the measured mark differs from a mark the paper gives (``?`` marks are skipped, and so are
+    undecided measured marks such as ``~/V``, whose interval straddles a threshold: they differ from
+    nothing yet).
 
     Returns:
         A pandas DataFrame: space, property, paper, measured, value, and ``parts``: the property's
         :data:`KEY_COMPONENTS`, e.g. ``"straightness 0.41, stays in distribution 1.00"``.
     """
     import pandas as pd
+
+    from latentkit.properties import is_undecided
 
     rows = [
         {
@@ -272,7 +276,9 @@ def disagreements(results, paper: Mapping[str, Mapping[str, str]]):
             ),
         }
         for r in results
-        if (mark := paper.get(r.space, {}).get(r.property, "?")) != "?" and mark != r.verdict
+        if (mark := paper.get(r.space, {}).get(r.property, "?")) != "?"
+        and not is_undecided(r.verdict)
+        and mark != r.verdict
     ]
     return pd.DataFrame(rows, columns=["space", "property", "paper", "measured", "value", "parts"])
 

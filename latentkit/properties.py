@@ -61,11 +61,26 @@ PROPERTIES = ("density", "smoothness", "organization", "relevance")
 _BOOTSTRAP = 200  # resamples for every confidence interval
 
 
-def verdict(value: float) -> str:
-    """The Fig. 4 mark of a value in [0, 1], from :data:`VERDICTS`."""
+def verdict(value: float, ci: tuple[float, float] | None = None) -> str:
+    """The Fig. 4 mark of a value in [0, 1], from :data:`VERDICTS`.
+
+    With its 95% interval ``ci``, the mark is the interval's: when the whole interval lies in one band,
+    that band's mark; when it straddles a threshold, the marks of its two ends joined by a slash
+    (``"~/V"``, ``"X/~"``, or ``"X/V"`` across both thresholds): undecided between them
+    (:func:`is_undecided`). A mark is never read from the point value alone when an interval says the
+    measurement cannot tell.
+    """
+    if ci is not None:
+        low, high = verdict(ci[0]), verdict(ci[1])
+        return low if low == high else f"{low}/{high}"
     if value >= VERDICTS["V"]:
         return "V"
     return "~" if value >= VERDICTS["~"] else "X"
+
+
+def is_undecided(mark: str) -> bool:
+    """Whether a :func:`verdict` mark is undecided (its interval straddles a threshold: ``"~/V"``)."""
+    return "/" in mark
 
 
 @dataclass
@@ -77,7 +92,8 @@ class PropertyResult:
         space: the space's name.
         value: in [0, 1].
         ci: (low, high) 95% bootstrap interval of ``value``.
-        verdict: "V", "~" or "X" (see :data:`VERDICTS`).
+        verdict: "V", "~" or "X" where the interval lies in one band, else undecided between the marks of
+            its ends, e.g. "~/V" (see :func:`verdict`).
         components: the parts the value is made of, and other diagnostics, by name.
     """
 
@@ -97,7 +113,7 @@ class PropertyResult:
             )
         self.value = float(min(max(self.value, 0.0), 1.0))  # float rounding only
         self.ci = (float(min(max(self.ci[0], 0.0), 1.0)), float(min(max(self.ci[1], 0.0), 1.0)))
-        self.verdict = verdict(self.value)
+        self.verdict = verdict(self.value, self.ci)
         self.components = {k: float(v) for k, v in self.components.items()}
 
     def __str__(self) -> str:
@@ -478,6 +494,7 @@ __all__ = [
     "PropertyResult",
     "STRICT_SYNTHESIS",
     "VERDICTS",
+    "is_undecided",
     "as_table",
     "density",
     "direction_effect",

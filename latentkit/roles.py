@@ -181,6 +181,32 @@ def own_layer(roles: pd.DataFrame, aspect: str) -> OwnLayer:
     return OwnLayer(aspect, list(tied.index), top, float(tied["depth"].mean()))
 
 
+#: Roles that might still turn out to be any aspect's, with more valid images or pairs.
+UNSURE_ROLES = ("undecided", "undetermined")
+
+
+def has_own_layer(roles: pd.DataFrame, aspect: str) -> str:
+    """Does ``aspect`` have a layer of its own (Sec. 3.1's split)? ``"yes"`` when some judged layer's
+    role is ``aspect``; else ``"undecided"`` when some layer's role is still open
+    (:data:`UNSURE_ROLES`: it could be ``aspect``'s with more data); else ``"no"``.
+
+    A decision, not a list: which layers are specialised changes from seed to seed at a few pairs, while
+    whether the aspect has one is what the paper claims (:func:`own_layer` names them).
+    """
+    if (roles["role"] == aspect).any():
+        return "yes"
+    return "undecided" if roles["role"].isin(UNSURE_ROLES).any() else "no"
+
+
+def every_aspect_has_own_layer(roles: pd.DataFrame) -> str:
+    """``"yes"`` when every aspect :func:`has_own_layer`, ``"no"`` when one surely has none, else
+    ``"undecided"``."""
+    answers = [has_own_layer(roles, aspect) for aspect in ASPECTS]
+    if all(a == "yes" for a in answers):
+        return "yes"
+    return "no" if "no" in answers else "undecided"
+
+
 @dataclass
 class PlaceComparison:
     """Where two models put an aspect's own layer, with a bootstrap interval for the depth gap."""
@@ -364,13 +390,17 @@ def smallest_deciding_set(sets: pd.DataFrame, high: float = HIGH) -> tuple[int |
     Returns:
         ``(size, verdict, names)``: the smallest size with a set whose ``whole`` interval lies at or above
         ``high`` (``verdict`` ``"decided"``, ``names`` those sets); else the smallest whose interval
-        reaches ``high`` (``"undecided"``); else ``(None, "none of the sets tried", [])``.
+        reaches ``high`` (``"undecided"``); else, when some set had too few valid runs to be read (its
+        ``whole`` is NaN), ``(None, "undecided", [])``: that set might still decide it; else
+        ``(None, "none of the sets tried", [])``: every set tried surely falls short.
     """
     for column, verdict in (("whole_low", "decided"), ("whole_high", "undecided")):
         hits = sets[sets[column] >= high]
         if len(hits):
             size = int(hits["size"].min())
             return size, verdict, list(hits[hits["size"] == size].index)
+    if sets["whole"].isna().any():
+        return None, "undecided", []
     return None, "none of the sets tried", []
 
 
@@ -428,6 +458,9 @@ def same_role_alignment(
 
 
 __all__ = [
+    "UNSURE_ROLES",
+    "every_aspect_has_own_layer",
+    "has_own_layer",
     "APART",
     "HIGH",
     "LOW",

@@ -100,7 +100,14 @@ def test_every_property_returns_a_value_on_each_candidate(organism, base, kind):
     ]
     for r in results:
         assert isinstance(r, PropertyResult) and r.space == space.name
-        assert r.ci[0] <= r.ci[1] and r.verdict in ("V", "~", "X")  # out of [0, 1] would have raised
+        assert r.ci[0] <= r.ci[1] and r.verdict in (
+            "V",
+            "~",
+            "X",
+            "X/~",
+            "~/V",
+            "X/V",
+        )  # out of [0, 1] would have raised
         assert r.components and all(np.isfinite(v) for v in r.components.values())
 
 
@@ -304,12 +311,14 @@ def test_fig4_table_puts_the_papers_mark_beside_the_measured_one():
         PropertyResult("density", "noise", 0.91, (0.8, 0.97)),
         PropertyResult("relevance", "noise", 0.1, (0.0, 0.2)),
         PropertyResult("density", "h", 0.5, (0.4, 0.6)),
+        PropertyResult("smoothness", "noise", 0.72, (0.6, 0.8)),  # straddles 0.7: undecided, "~/V"
     ]
-    paper = {"noise": {"density": "V", "relevance": "~"}, "h": {"density": "?"}}
+    paper = {"noise": {"density": "V", "relevance": "~", "smoothness": "V"}, "h": {"density": "?"}}
     table = fig4.fig4_table(results, paper)
     assert table.loc["noise", ("density", "measured")] == "0.91 [0.80, 0.97] V"
     assert table.loc["noise", ("relevance", "paper")] == "~"
     assert table.loc["h", ("density", "paper")] == "?"
+    assert table.loc["noise", ("smoothness", "measured")] == "0.72 [0.60, 0.80] ~/V"
     found = fig4.disagreements(results, paper)
     assert found[["space", "property", "paper", "measured"]].values.tolist() == [
         ["noise", "relevance", "~", "X"]

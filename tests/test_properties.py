@@ -19,8 +19,10 @@ from latentkit.paths import data_dir
 from latentkit.probes import Readout
 from latentkit.properties import (
     VERDICTS,
+    PropertyResult,
     as_table,
     density,
+    is_undecided,
     measure_all,
     organization,
     relevance,
@@ -169,6 +171,15 @@ def test_verdict_thresholds():
     assert verdict(1.0) == "V" and verdict(VERDICTS["V"]) == "V"
     assert verdict(VERDICTS["V"] - 1e-6) == "~" and verdict(VERDICTS["~"]) == "~"
     assert verdict(VERDICTS["~"] - 1e-6) == "X" and verdict(0.0) == "X"
+
+
+def test_a_mark_is_the_intervals_and_undecided_where_it_straddles_a_threshold():
+    assert verdict(0.8, (0.72, 0.9)) == "V" and not is_undecided("V")
+    assert verdict(0.75, (0.6, 0.9)) == "~/V" and is_undecided("~/V")  # the point alone would say V
+    assert verdict(0.2, (0.1, 0.35)) == "X/~"
+    assert verdict(0.5, (0.1, 0.9)) == "X/V"  # across both thresholds
+    assert PropertyResult("density", "s", 0.75, (0.6, 0.9)).verdict == "~/V"
+    assert PropertyResult("density", "s", 0.5, (0.4, 0.6)).verdict == "~"
 
 
 def test_lerp_and_slerp_endpoints_and_norm():

@@ -114,7 +114,21 @@ def test_the_smallest_set_that_decides_the_whole_image():
     sets = roles.deciding_sets(obs, entries)
     assert sets.loc["unet.x.1+unet.x.3", "whole"] == 1.0 and np.isnan(sets.loc["unet.x.0+unet.x.2", "whole"])
     assert roles.smallest_deciding_set(sets) == (2, "decided", ["unet.x.1+unet.x.3"])
-    assert roles.smallest_deciding_set(sets.drop("unet.x.1+unet.x.3")) == (None, "none of the sets tried", [])
+    # Without the deciding pair, the broken one (too few valid runs to read) might still decide it:
+    assert roles.smallest_deciding_set(sets.drop("unet.x.1+unet.x.3")) == (None, "undecided", [])
+    readable = sets.drop(["unet.x.1+unet.x.3", "unet.x.0+unet.x.2"])
+    assert roles.smallest_deciding_set(readable) == (None, "none of the sets tried", [])
+
+
+def test_an_aspect_has_a_layer_of_its_own_yes_no_or_undecided():
+    table = pd.DataFrame({"role": ["structure", "weak", "surface"]}, index=["a", "b", "c"])
+    assert [roles.has_own_layer(table, a) for a in ASPECTS] == ["yes", "no", "yes"]
+    assert roles.every_aspect_has_own_layer(table) == "no"
+    table.loc["b", "role"] = "undetermined"  # b might still be content's with more valid images
+    assert roles.has_own_layer(table, "content") == "undecided"
+    assert roles.every_aspect_has_own_layer(table) == "undecided"
+    table.loc["b", "role"] = "content"
+    assert roles.every_aspect_has_own_layer(table) == "yes"
 
 
 def test_a_layer_with_too_few_valid_runs_loses_all_its_values():
