@@ -516,7 +516,7 @@ def _index(chapters: Sequence[Chapter], figures: Mapping[str, str]) -> str:
         )
     intro = render_markdown(
         "# The Evolving Nature of Latent Spaces, measured\n\n"
-        "Seven notebooks re-run, on small models trained on a toy world of shapes, the arguments of "
+        "Eight notebooks re-run, on small models trained on a toy world of shapes, the arguments of "
         "L. Schaerf's paper *The Evolving Nature of Latent Spaces: From GANs to Diffusion*: what a "
         "GAN's or an autoencoder's latent space holds, which of a diffusion model's many spaces could be "
         '"the" latent space, and how a diffusion model splits the work of drawing an image across its '

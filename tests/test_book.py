@@ -1,11 +1,17 @@
 """The book (``make book``, :mod:`latentkit.book`): built from the committed notebooks, offline, linked, and,
-where Debian's Chromium is installed, free of console errors and broken images in a real browser."""
+where Chromium is installed, free of console errors and broken images in a real browser.
+
+Without Chromium the browser tests skip, on a developer's machine. Where ``LATENTKIT_REQUIRE_CHROMIUM`` is
+set (``.ci/run`` sets it to 1 once it has installed Chromium), a missing browser fails them instead, so CI
+cannot pass without the browser check."""
 
 from __future__ import annotations
 
 import base64
 import io
+import os
 import re
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -18,11 +24,41 @@ from latentkit import book
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
-needs_chromium = pytest.mark.skipif(
-    not Path(book.CHROMIUM).exists(),
-    reason=f"no Chromium at {book.CHROMIUM}, so the pages are not opened in a browser "
-    "(Debian: apt-get install chromium; .ci/run installs it)",
-)
+#: Set (to anything but "" or "0") where a missing Chromium must fail the browser tests, not skip them.
+REQUIRE_CHROMIUM = "LATENTKIT_REQUIRE_CHROMIUM"
+
+
+def find_chromium() -> str | None:
+    """The browser to open the pages in: :data:`latentkit.book.CHROMIUM` (Debian's ``/usr/bin/chromium``) if
+    it exists, else ``chromium`` or ``chromium-browser`` (Ubuntu's name) on the PATH; None without one."""
+    if Path(book.CHROMIUM).exists():
+        return book.CHROMIUM
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium_or_skip() -> str:
+    """The browser's path; without one, skip the test, or fail it where :data:`REQUIRE_CHROMIUM` is set."""
+    found = find_chromium()
+    if found is not None:
+        return found
+    where = f"{book.CHROMIUM}, chromium or chromium-browser on the PATH"
+    if os.environ.get(REQUIRE_CHROMIUM, "") not in ("", "0"):
+        pytest.fail(
+            f"{REQUIRE_CHROMIUM} is set but there is no Chromium ({where}): the book's browser check cannot "
+            "run. Install it (Debian: apt-get install chromium), or unset the variable to skip this test",
+            pytrace=False,
+        )
+    pytest.skip(
+        f"no Chromium ({where}), so the pages are not opened in a browser "
+        f"(Debian: apt-get install chromium; .ci/run installs it and sets {REQUIRE_CHROMIUM}=1)"
+    )
+
+
+@pytest.fixture
+def chromium() -> str:
+    """The browser, for the tests that open pages in it (see :func:`chromium_or_skip`)."""
+    return chromium_or_skip()
+
 
 #: Anchors the notebooks link to (``../docs/glossary.md#...``): renaming an entry must not break them.
 GLOSSARY_ANCHORS = [
@@ -282,38 +318,59 @@ def test_build_refuses_a_notebook_that_was_never_run(tmp_path):
         book.build_book(tmp_path / "book", tmp_path)
 
 
+def test_a_missing_browser_skips_here_and_fails_where_required(monkeypatch):
+    monkeypatch.setattr(book, "CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.delenv(REQUIRE_CHROMIUM, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no Chromium"):
+        chromium_or_skip()
+    monkeypatch.setenv(REQUIRE_CHROMIUM, "0")
+    with pytest.raises(pytest.skip.Exception):
+        chromium_or_skip()
+    monkeypatch.setenv(REQUIRE_CHROMIUM, "1")
+    with pytest.raises(pytest.fail.Exception, match=f"{REQUIRE_CHROMIUM} is set but there is no Chromium"):
+        chromium_or_skip()
+
+
+def test_the_browser_is_also_found_on_the_path(monkeypatch):
+    monkeypatch.setattr(book, "CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.setattr(
+        shutil, "which", lambda name: "/opt/bin/chromium-browser" if name == "chromium-browser" else None
+    )
+    assert find_chromium() == "/opt/bin/chromium-browser"
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/local/bin/{name}")
+    assert find_chromium() == "/usr/local/bin/chromium"
+
+
 @pytest.mark.slow
-@needs_chromium
-def test_every_page_opens_in_chromium_without_errors(built, tmp_path):
+def test_every_page_opens_in_chromium_without_errors(built, tmp_path, chromium):
     out, _ = built
     pages = sorted(out.glob("*.html"))
-    reports = book.check_pages(pages, screenshots=tmp_path)
+    reports = book.check_pages(pages, screenshots=tmp_path, chromium=chromium)
     bad = [str(r) for r in reports if not r.ok]
     assert not bad, "\n".join(bad)
     for report in reports:
         assert report.screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@needs_chromium
-def test_a_slider_in_the_book_still_moves(tiny):
+def test_a_slider_in_the_book_still_moves(tiny, chromium):
     move = (
         "(() => { const r = document.querySelector('input[type=range]'); r.value = 7;"
         " r.dispatchEvent(new Event('input')); return r.nextElementSibling.textContent; })()"
     )
-    (report,) = book.check_pages([tiny / "00_tiny.html"], evaluate=move)
+    (report,) = book.check_pages([tiny / "00_tiny.html"], evaluate=move, chromium=chromium)
     assert report.ok, str(report)
     assert report.evaluated == "7"
 
 
-@needs_chromium
-def test_the_browser_check_sees_errors(tmp_path):
+def test_the_browser_check_sees_errors(tmp_path, chromium):
     page = tmp_path / "broken.html"
     page.write_text(
         "<!DOCTYPE html><html><body><img src='missing.png'>"
         "<script>console.error('on purpose')</script>"
         "<script src='https://example.invalid/cdn.js'></script></body></html>"
     )
-    (report,) = book.check_pages([page])
+    (report,) = book.check_pages([page], chromium=chromium)
     assert not report.ok
     assert any("on purpose" in e for e in report.errors)
     assert report.broken_images and report.broken_images[0].endswith("missing.png")
