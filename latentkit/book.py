@@ -21,7 +21,9 @@ without a network would log errors and show nothing where a widget was. The book
 missed (a warning says so if one ever does), and widgets are drawn from the state the notebook saved,
 as plain HTML (:func:`widget_html`): progress bars, text, and sliders, menus and check boxes as the
 browser's own controls, which still move but recompute nothing (that needs a kernel: open the notebook
-in JupyterLab).
+in JupyterLab). Other HTML outputs are kept as the notebook stored them, inline scripts included, so a
+:func:`latentkit.explore.flipbook` (images decoded beforehand, flipped by a script) still moves; a script
+or image they load from elsewhere is reported by the checks below like any other.
 
 **Checked in a browser.** :func:`check_pages` opens pages in headless Chromium (Debian's ``chromium``)
 through the DevTools protocol over a pipe, and reports console errors, failed or external requests and
@@ -539,6 +541,7 @@ def _chapter_exporter():
         theme="light",
         exclude_input_prompt=True,
         exclude_output_prompt=True,
+        sanitize_html=False,  # outputs' HTML as stored, inline scripts included: a flipbook's must run
         extra_loaders=[jinja2.DictLoader({"latentkit_book.html.j2": TEMPLATE})],
     )
     exporter.template_file = "latentkit_book.html.j2"

@@ -13,6 +13,10 @@ split in three:
   redraws the figure whenever a control moves, in a live JupyterLab or VS Code; anywhere else (papermill,
   nbval, the static book) it returns a **static fallback figure** instead, as notebook 01's sliders do.
 
+A widget needs a kernel to move. A **flipbook** (:func:`flipbook`, its images from
+:func:`flipbook_frames`) does not: sliders that flip through images decoded beforehand, embedded in the
+output with a small script, so they still move in the static book.
+
 Example (notebook 04)::
 
     roles = role_table(reading.observations, layers)
@@ -25,10 +29,15 @@ Example (notebook 01)::
 
 from __future__ import annotations
 
+import base64
 import difflib
+import hashlib
 import html
 import io
+import itertools
+import json
 import os
+import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -423,6 +432,44 @@ class LatentView:
         return "\n".join(lines)
 
 
+def _moved_points(base_code: Any, values: Any, directions: Any = None) -> torch.Tensor:
+    """``base_code + values @ directions``: points moved from a base, checked, on the CPU.
+
+    Args:
+        base_code: ``(D,)`` (or ``(1, D)``) the point to start from.
+        values: ``(N, K)`` finite distances, one row per point, in units of the directions.
+        directions: ``(K, D)`` (one direction may be ``(D,)``); default the first ``K`` axes.
+
+    Returns:
+        ``(N, D)`` float32.
+
+    Raises:
+        ValueError: a base that is not one point, directions that do not fit, values that are not finite.
+    """
+    base = torch.as_tensor(base_code, dtype=torch.float32).detach().cpu()
+    if base.ndim == 2 and base.shape[0] == 1:
+        base = base[0]
+    if base.ndim != 1:
+        raise ValueError(f"base_code must be one point (D,), got shape {tuple(base.shape)}")
+    values = torch.as_tensor(values, dtype=torch.float32).detach().cpu()
+    k = values.shape[1]
+    if directions is None:
+        if k > len(base):
+            raise ValueError(f"{k} values for a space of {len(base)} dimensions")
+        directions = torch.eye(len(base))[:k]
+    directions = torch.as_tensor(directions, dtype=torch.float32).detach().cpu()
+    if directions.ndim == 1:
+        directions = directions[None]
+    if directions.shape != (k, len(base)):
+        raise ValueError(
+            f"directions must be (K, D) = ({k}, {len(base)}) for {k} values and a "
+            f"{len(base)}-dimensional base, got {tuple(directions.shape)}"
+        )
+    if not torch.isfinite(values).all():
+        raise ValueError(f"direction_values must be finite numbers, got {values.reshape(-1).tolist()}")
+    return base + values @ directions
+
+
 def latent_view(
     model: Any,
     base_code: Any,
@@ -447,29 +494,10 @@ def latent_view(
         A :class:`LatentView`.
     """
     space = as_space(model)
-    base = torch.as_tensor(base_code, dtype=torch.float32).detach().cpu()
-    if base.ndim == 2 and base.shape[0] == 1:
-        base = base[0]
-    if base.ndim != 1:
-        raise ValueError(f"base_code must be one point (D,), got shape {tuple(base.shape)}")
-    values = torch.as_tensor(np.asarray(direction_values, dtype=np.float32)).reshape(-1)
-    if directions is None:
-        if len(values) > len(base):
-            raise ValueError(f"{len(values)} values for a space of {len(base)} dimensions")
-        directions = torch.eye(len(base))[: len(values)]
-    directions = torch.as_tensor(directions, dtype=torch.float32).detach().cpu()
-    if directions.ndim == 1:
-        directions = directions[None]
-    if directions.shape != (len(values), len(base)):
-        raise ValueError(
-            f"directions must be (K, D) = ({len(values)}, {len(base)}) for {len(values)} values and a "
-            f"{len(base)}-dimensional base, got {tuple(directions.shape)}"
-        )
-    if not torch.isfinite(values).all():
-        raise ValueError(f"direction_values must be finite numbers, got {values.tolist()}")
-    if names is not None and len(names) != len(values):
-        raise ValueError(f"{len(names)} names for {len(values)} directions")
-    point = base + values @ directions  # (D,)
+    values = torch.as_tensor(np.asarray(direction_values, dtype=np.float32)).reshape(1, -1)
+    point = _moved_points(base_code, values, directions)[0]  # (D,)
+    if names is not None and len(names) != values.shape[1]:
+        raise ValueError(f"{len(names)} names for {values.shape[1]} directions")
     image = space.decode(point[None])[0]
     factors = confidence = score = None
     if probes is not None:
@@ -479,7 +507,7 @@ def latent_view(
         score = float(probes.in_distribution(image[None], readout)[0])
     return LatentView(
         point,
-        tuple(float(v) for v in values),
+        tuple(float(v) for v in values[0]),
         image,
         factors,
         confidence,
@@ -524,15 +552,11 @@ def latent_grid_figure(
     names = list(names) if names is not None else [f"direction {i + 1}" for i in range(len(directions))]
     steps = [float(s) for s in steps]
     rows = steps if k == 2 else [0.0]
-    points = []
-    for b in rows:
-        for a in steps:
-            values = torch.zeros(len(directions))
-            values[0] = a
-            if k == 2:
-                values[1] = b
-            points.append(base + values @ directions)
-    decoded = space.decode(torch.stack(points))  # (rows * columns, H, W, 3)
+    values = torch.zeros(len(rows), len(steps), len(directions))
+    values[:, :, 0] = torch.tensor(steps)
+    if k == 2:
+        values[:, :, 1] = torch.tensor(rows)[:, None]
+    decoded = space.decode(_moved_points(base, values.reshape(-1, len(directions)), directions))
     images = decoded.reshape(len(rows), len(steps), *decoded.shape[1:])
     under = [f"{names[0]} {a:+.1f}" for a in steps]
     row_labels = [f"{names[1]} {b:+.1f}" for b in rows] if k == 2 else None
@@ -596,6 +620,195 @@ def latent_widget(
         for k in range(len(directions))
     }
     return make_widget(view, controls, latent_view_figure, fallback, interactive=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# The flipbook: sliders that need no kernel (the book, a notebook run unattended)
+
+
+def flipbook_frames(space: Any, start: Any, directions: Any, steps: Sequence[float]) -> np.ndarray:
+    """The images of a :func:`flipbook`: ``start + step * directions[k]`` decoded for every direction ``k``
+    and step, the others at 0, as :func:`latent_view` decodes a point.
+
+    Args:
+        space: a :class:`latentkit.spaces.Space`, or a model :func:`as_space` knows.
+        start: ``(D,)`` the point every slider starts from (e.g. ``space.center()``).
+        directions: ``(S, D)``, one slider each, e.g. ``torch.diag(std)[:3]`` (then a step reads in
+            standard deviations).
+        steps: ``P`` distances along each direction, e.g. ``np.linspace(-2.5, 2.5, 11)``; a step of 0 gives
+            ``start``'s own image.
+
+    Returns:
+        ``(S, P, H, W, 3)`` uint8; one decode of ``P`` points per direction.
+    """
+    space = as_space(space)
+    directions = torch.as_tensor(directions, dtype=torch.float32).detach().cpu()
+    if directions.ndim == 1:
+        directions = directions[None]
+    steps = torch.as_tensor(np.asarray(steps, dtype=np.float32)).reshape(-1)
+    along = torch.eye(len(directions))  # slider k moves direction k only
+    return np.stack([space.decode(_moved_points(start, steps[:, None] * a, directions)) for a in along])
+
+
+class Flipbook:
+    """A :func:`flipbook`'s HTML: Jupyter shows it as HTML (``_repr_html_``); ``str()`` and :attr:`html` give
+    the text, to write into a page."""
+
+    def __init__(self, html: str, sliders: int, positions: int):
+        self.html = html
+        self.sliders, self.positions = sliders, positions
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def __str__(self) -> str:
+        return self.html
+
+    def __repr__(self) -> str:  # a notebook stores it as the output's text/plain: short, not the HTML
+        return f"<Flipbook: {self.sliders} sliders x {self.positions} positions>"
+
+
+#: Numbers the flipbooks a kernel makes, so that two of one content on one page still differ in id.
+_FLIPBOOK_COUNT = itertools.count(1)
+
+_FLIPBOOK_SCRIPT = string.Template(
+    """(function () {
+  var root = document.getElementById($id);
+  var frames = $frames, labels = $labels, names = $names, captions = $captions;
+  root.querySelectorAll("[data-slider]").forEach(function (box) {
+    var k = Number(box.dataset.slider), range = box.querySelector("input"), img = box.querySelector("img");
+    var label = box.querySelector("output"), caption = box.querySelector(".lk-fb-caption");
+    range.disabled = false;
+    range.removeAttribute("title");
+    range.addEventListener("input", function () {
+      var i = Number(range.value);
+      img.src = frames[k][i];
+      img.alt = names[k] + " at " + labels[i];
+      label.textContent = labels[i];
+      if (caption) caption.textContent = captions[k][i];
+    });
+  });
+})();"""
+)
+
+
+def _data_uri(image: np.ndarray) -> str:
+    """A ``(H, W, 3)`` uint8 image as a PNG ``data:`` URI."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG")  # (H, W, 3) uint8: RGB
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _script_json(value: Any) -> str:
+    """``value`` as JSON that cannot end the ``<script>`` it is written into (no ``<`` left)."""
+    return json.dumps(value).replace("<", "\\u003c")
+
+
+def flipbook(
+    images: Any,
+    *,
+    labels: Sequence[str],
+    title: str | None = None,
+    names: Sequence[str] | None = None,
+    captions: Sequence[Sequence[str]] | None = None,
+    scale: float = 2,
+) -> Flipbook:
+    """Sliders that flip through images computed beforehand: a latent explorer that needs no kernel.
+
+    Each slider shows one image, moved along its own direction by ``labels[i]``; moving it swaps in the
+    next image. All images are in the HTML (PNG ``data:`` URIs, drawn pixelated at ``scale`` times their
+    size) with a small inline script and nothing loaded from anywhere, so the sliders move wherever the
+    page's scripts run: in the book (``make book`` keeps outputs' scripts), VS Code, and JupyterLab in a
+    *trusted* notebook, or when the cell has just run. A notebook opened from a file someone else ran
+    (papermill, a clone) is not trusted: JupyterLab runs no script there, and shows the middle image with
+    its slider disabled, beside the static figure; "Trust Notebook", or running the cell, brings it alive.
+
+    Args:
+        images: ``(S, P, H, W, 3)`` uint8: ``P`` images along each of ``S`` sliders
+            (:func:`flipbook_frames`).
+        labels: ``P`` names of the positions, e.g. ``"-2.5 sd"`` ... ``"+2.5 sd"``.
+        title: a line above the sliders.
+        names: ``S`` slider names, e.g. ``"neuron 1"``; default ``"direction 1"`` ...
+        captions: ``(S, P)`` a line under each image, e.g. what the probes read in it.
+        scale: each image is drawn ``scale`` times its size.
+
+    Returns:
+        A :class:`Flipbook`: the cell's output shows it; ``str()`` is its HTML. Its outermost element has
+        a unique ``id`` (from the content and a count, so re-running a notebook keeps the ids) and the
+        attribute ``data-latentkit-flipbook``.
+
+    Raises:
+        ValueError: images not ``(S, P, H, W, 3)`` uint8 with ``P >= 2``, or labels, names or captions
+            that do not fit them.
+
+    Example (notebook 01)::
+
+        steps = np.linspace(-2.5, 2.5, 11)
+        frames = flipbook_frames(space, space.center(), torch.diag(std), steps)
+        flipbook(frames, labels=[f"{s:+.1f} sd" for s in steps], names=["neuron 1", "neuron 2", "neuron 3"])
+    """
+    images = np.asarray(images)
+    if images.ndim != 5 or images.shape[-1] != 3:
+        raise ValueError(
+            f"images must be (S, P, H, W, 3): P RGB images along each of S sliders, got {images.shape}"
+        )
+    if images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 (0..255), as Space.decode gives them, got {images.dtype}")
+    sliders, positions, height, width = images.shape[:4]
+    if sliders < 1:
+        raise ValueError("images hold no slider (S = 0)")
+    if positions < 2:
+        raise ValueError(f"a slider needs at least 2 positions, got P = {positions}")
+    labels = [str(label) for label in labels]
+    if len(labels) != positions:
+        raise ValueError(f"{len(labels)} labels for the {positions} positions of images {images.shape}")
+    names = [str(n) for n in names] if names is not None else [f"direction {k + 1}" for k in range(sliders)]
+    if len(names) != sliders:
+        raise ValueError(f"{len(names)} names for the {sliders} sliders of images {images.shape}")
+    if captions is not None:
+        captions = [[row] if isinstance(row, str) else [str(c) for c in row] for row in captions]
+        if len(captions) != sliders or any(len(row) != positions for row in captions):
+            raise ValueError(
+                f"captions must be (S, P) = ({sliders}, {positions}), one per image, got {len(captions)} "
+                f"rows of {sorted({len(row) for row in captions})}"
+            )
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale!r}")
+
+    frames = [[_data_uri(image) for image in row] for row in images]
+    content = json.dumps([frames, labels, names, captions, title, scale]).encode()
+    uid = f"lk-flipbook-{hashlib.sha1(content).hexdigest()[:10]}-{next(_FLIPBOOK_COUNT)}"
+    at = positions // 2  # shown first, and alone without scripts
+    e = html.escape
+    size = f'width="{round(width * scale)}" height="{round(height * scale)}"'
+    boxes = []
+    for k, name in enumerate(names):
+        caption = f'<div class="lk-fb-caption">{e(captions[k][at])}</div>' if captions else ""
+        boxes.append(
+            f'<div class="lk-fb-slider" data-slider="{k}" style="display:flex;flex-direction:column;gap:3px">'
+            f'<img src="{frames[k][at]}" alt="{e(name)} at {e(labels[at])}" {size} '
+            'style="image-rendering:pixelated">'
+            f'<div><label>{e(name)} <input type="range" min="0" max="{positions - 1}" step="1" '
+            f'value="{at}" disabled title="moves where the page runs scripts"></label> '
+            f"<output>{e(labels[at])}</output></div>{caption}</div>"
+        )
+    script = _FLIPBOOK_SCRIPT.substitute(
+        id=_script_json(uid),
+        frames=_script_json(frames),
+        labels=_script_json(labels),
+        names=_script_json(names),
+        captions=_script_json(captions),
+    )
+    heading = f'<div class="lk-fb-title" style="font-weight:600">{e(title)}</div>' if title else ""
+    page = (
+        f'<div class="lk-flipbook" id="{uid}" data-latentkit-flipbook '
+        'style="display:flex;flex-direction:column;gap:6px;font-size:13px">'
+        f'{heading}<div style="display:flex;flex-wrap:wrap;gap:12px">{"".join(boxes)}</div>'
+        f"<script>{script}</script></div>"
+    )
+    return Flipbook(page, sliders, positions)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -681,10 +894,13 @@ def make_widget(
 
 
 __all__ = [
+    "Flipbook",
     "LatentView",
     "LayerView",
     "WindowView",
     "as_space",
+    "flipbook",
+    "flipbook_frames",
     "frontend_present",
     "latent_grid_figure",
     "latent_view",
