@@ -37,8 +37,9 @@ NAME = "tiny_sd_unet"
 # On one free core a step takes 0.25 s (bf16 autocast and channels_last gain 3-4%:
 # benchmarks/bench_training_speed.py). The next stage: `--from-shipped --steps 52000` without a cached
 # checkpoint (the last stage's cosine has ended; a new stage warms its new optimizer up again). That stage
-# was started on 2026-12-01 and stopped at 39,000 steps to free the cores for the notebooks; its
-# checkpoint (in the cache of the machine that trained it) resumes with `unet --steps 52000`.
+# was started on 2026-12-01 and stopped at 47,000 steps (0.28-0.52 s/step on a shared core) at the end of
+# the session, unmeasured; its checkpoint (in the cache of the machine that trained it) resumes with
+# `unet --steps 52000`.
 STEPS = 36_000  # the end of the last stage's schedule
 SHIPPED_STEPS = 36_000  # the steps behind the shipped weights (where `--from-shipped` starts)
 BATCH = 32
