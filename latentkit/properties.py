@@ -215,10 +215,11 @@ def smoothness(
       itself, ``mean |f(t + eps) - f(t)|^2 / eps^2`` (trimmed), is reported as a component.
     * **stays in distribution**: among sampled points whose image is in-distribution, the share whose
       neighbour ``perturb(x, step)`` (a step of a tenth of the space's own spread) is in-distribution too.
-      With fewer than 10 in-distribution origins every step is judged, so a space whose images are
-      almost never valid cannot score well here: it has no valid neighbourhoods to be smooth in.
+      Always this one conditional share, however few the valid origins (a space with none has no valid
+      neighbourhood to stay in, and scores 0): with few of them its interval is wide, never a different
+      quantity. The number of valid origins is reported as a component.
 
-    The interval resamples the pairs and the points independently.
+    The interval resamples the pairs and the valid origins independently.
     """
     gen = _generator(seed)
     a, b = space.sample(n, gen), space.sample(n, gen)
@@ -242,23 +243,30 @@ def smoothness(
     near_ok = (np.asarray(probes.in_distribution(space.decode(near))) >= IN_DISTRIBUTION_THRESHOLD).astype(
         float
     )
-    # Condition on valid origins when there are enough of them; otherwise judge every step.
-    stays = near_ok[origin_ok] if origin_ok.sum() >= 10 else near_ok
+    stays = near_ok[origin_ok]  # one neighbour per valid origin: 1 if it is valid too
+
+    def stay_share(idx: np.ndarray) -> float:
+        return float(stays[idx].mean()) if len(stays) else 0.0
 
     rng = np.random.default_rng(seed)
     all_idx = np.arange(n)
     reps = [
-        straightness(rng.integers(0, n, n)) * stays[rng.integers(0, len(stays), len(stays))].mean()
+        straightness(rng.integers(0, n, n)) * stay_share(rng.integers(0, len(stays), len(stays)))
         for _ in range(_BOOTSTRAP)
     ]
-    straight, stay = straightness(all_idx), float(stays.mean())
+    straight, stay = straightness(all_idx), stay_share(np.arange(len(stays)))
     ppl = float((speed[keep] ** 2).mean()) if keep.any() else 0.0
     return PropertyResult(
         "smoothness",
         space.name,
         straight * stay,
         _interval(np.array(reps)),
-        components={"straightness": straight, "stays in distribution": stay, "PPL (probe features)": ppl},
+        components={
+            "straightness": straight,
+            "stays in distribution": stay,
+            "valid origins": int(origin_ok.sum()),
+            "PPL (probe features)": ppl,
+        },
     )
 
 

@@ -157,6 +157,43 @@ def test_scrambling_decoder_has_no_organisation_and_no_smoothness(oracle_world):
     assert relevance(space, oracle, n=200).value > 0.9  # scrambled, but it does decide the image
 
 
+def rarely_valid_space(world: World) -> GaussianSpace:
+    """8-D Gaussian points: a world image where the first coordinate exceeds 1.5 (about 7% of points), a
+    grey image the world never renders (invalid) elsewhere."""
+    image = world.sample(1, seed=11).images[0]
+    grey = np.full_like(image, 128)
+
+    def decoder(z):
+        return _as_decoder_output(np.stack([image if row[0] > 1.5 else grey for row in z]))
+
+    return GaussianSpace("rarely valid", decoder=decoder, mean=torch.zeros(8))
+
+
+def test_smoothness_stays_one_quantity_with_few_valid_origins(oracle_world):
+    # Small steps from a valid origin stay valid here (the valid region is a half-space), however few
+    # the valid origins: the share must be the same conditional one at 64 points as at 1,000. (It used to
+    # judge every step, valid origin or not, below 10 valid origins: 0.05 here.)
+    oracle, world = oracle_world
+    space = rarely_valid_space(world)
+    few, many = smoothness(space, oracle, n=64, seed=1), smoothness(space, oracle, n=1000, seed=1)
+    assert 0 < few.components["valid origins"] < 10 < many.components["valid origins"], (few, many)
+    assert few.components["stays in distribution"] > 0.7, few
+    assert many.components["stays in distribution"] > 0.7, many
+    assert few.ci[0] <= few.value <= few.ci[1]
+
+
+def test_smoothness_without_valid_origins_is_zero(oracle_world):
+    oracle, world = oracle_world
+    image = world.sample(1, seed=11).images[0]
+    grey = GaussianSpace(
+        "never valid",
+        decoder=lambda z: _as_decoder_output(np.full((len(z), *image.shape), 128, np.uint8)),
+        mean=torch.zeros(8),
+    )
+    result = smoothness(grey, oracle, n=32)
+    assert result.components["valid origins"] == 0 and result.value == 0.0 and result.ci == (0.0, 0.0)
+
+
 def test_results_are_reproducible(oracle_world):
     oracle, world = oracle_world
     space = FactorSpace(world)
