@@ -64,6 +64,7 @@ _SUBMODULES = {
     "spaces",
     "properties",
     "quality",
+    "reuse",
     "aspects",
     "models",
     "recipes",

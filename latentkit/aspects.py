@@ -168,6 +168,7 @@ def run_sweeps(
     seeds: Sequence[int] = (0,),
     layers: Sequence[str] | None = None,
     noise: str = "shared",
+    reuse: bool = False,
     **sweep_kwargs: Any,
 ) -> list[Run]:
     """Run :func:`latentkit.injection.sweep` for every O/E pair and every seed.
@@ -180,12 +181,24 @@ def run_sweeps(
             protocol) or from ``seed + EDIT_SEED_OFFSET`` (``noise="separate"``).
         layers: layer names (default: every layer of :func:`latentkit.layers.list_layers`).
         noise: ``"shared"`` or ``"separate"`` (:data:`NOISE_PROTOCOLS`).
+        reuse: load the runs when the same pipeline (same weights), pairs, seeds, layers, protocol,
+            settings and code made them before (:mod:`latentkit.reuse`: notebooks 05 and 06 repeat 04's
+            sweep); else run them and store them for next time.
         **sweep_kwargs: passed to the sweep (``num_inference_steps``, ``guidance_scale``, ``steps`` ...).
 
     Returns:
         ``len(pairs) * len(seeds)`` runs, pair-major. Cost: one generation at batch K + 2 per run.
     """
-    return list(iter_sweeps(pipe, pairs, seeds, layers, noise, **sweep_kwargs))
+
+    def compute() -> list[Run]:
+        return list(iter_sweeps(pipe, pairs, seeds, layers, noise, **sweep_kwargs))
+
+    if not reuse:
+        return compute()
+    from latentkit.reuse import reused
+
+    inputs = {"pairs": list(pairs), "seeds": list(seeds), "layers": layers, "noise": noise}
+    return reused("run_sweeps", compute, pipe=pipe, **inputs, settings=sweep_kwargs)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import argparse
 import html
 import json
 import os
+import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ import pandas as pd
 
 from latentkit.batch import Item, ResultStore
 from latentkit.paths import COMMITTED_FIGURES
+from latentkit.reuse import REUSE_DIR_ENV
 
 #: Where the notebooks live in a clone.
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -298,8 +300,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Execute notebooks in place with their default parameters.")
     parser.add_argument("paths", nargs="+", type=Path)
     args = parser.parse_args(argv)
-    for path in args.paths:
-        print(f"{path}: executed in {execute_in_place(path):.1f} s", flush=True)
+    # One fresh store of reusable results for this run (latentkit.reuse), as CI has: the stored notebooks
+    # then show what one run in order computes, not what an older run of this machine left behind.
+    with tempfile.TemporaryDirectory(prefix="latentkit-reuse-") as store:
+        own = {} if os.environ.get(REUSE_DIR_ENV) else {REUSE_DIR_ENV: store}
+        with _environment(**own):
+            for path in args.paths:
+                print(f"{path}: executed in {execute_in_place(path):.1f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -257,6 +257,10 @@ class Probes:
         self.batch_size = batch_size
         self.world = World(PROBE_SIZE)
 
+    def fingerprint_parts(self) -> dict:
+        """What the readings depend on (:mod:`latentkit.reuse`): the network's weights, the batch size."""
+        return {"net": self.net, "batch_size": self.batch_size}
+
     @torch.no_grad()
     def _forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run the network on (N, 3, 64, 64) in chunks; every output on the CPU."""

@@ -462,14 +462,29 @@ def direction_effect(space: Space, probes, start: torch.Tensor, direction: torch
     return {f: float(v) for f, v in zip(FACTORS, (before != after).mean(0), strict=True)}
 
 
-def measure_all(space: Space, probes, seed: int = 0, n: int = 512) -> list[PropertyResult]:
-    """The four properties of one space, with ``n`` samples each (pairs and paths use fewer)."""
-    return [
-        density(space, probes, n=n, seed=seed),
-        smoothness(space, probes, n=max(64, n // 2), seed=seed),
-        organization(space, probes, n=n, seed=seed, n_pairs=max(64, n // 3)),
-        relevance(space, probes, n=n, seed=seed),
-    ]
+def measure_all(
+    space: Space, probes, seed: int = 0, n: int = 512, reuse: bool = False
+) -> list[PropertyResult]:
+    """The four properties of one space, with ``n`` samples each (pairs and paths use fewer).
+
+    With ``reuse``, the results are loaded when the same space (same models), probes, ``seed``, ``n`` and
+    code measured them before (:mod:`latentkit.reuse`: notebooks 03 and 06 measure the spaces of 01 and
+    02 again), and stored for next time otherwise.
+    """
+
+    def compute() -> list[PropertyResult]:
+        return [
+            density(space, probes, n=n, seed=seed),
+            smoothness(space, probes, n=max(64, n // 2), seed=seed),
+            organization(space, probes, n=n, seed=seed, n_pairs=max(64, n // 3)),
+            relevance(space, probes, n=n, seed=seed),
+        ]
+
+    if not reuse:
+        return compute()
+    from latentkit.reuse import reused
+
+    return reused("measure_all", compute, space=space, probes=probes, seed=seed, n=n)
 
 
 def as_table(results: list[PropertyResult]):

@@ -97,9 +97,18 @@ class Space:
 
     name: str = "space"
     interpolation: str = "lerp"
+    #: What the space is made of, for :mod:`latentkit.reuse`: the models (and settings) its points are
+    #: decoded by. None for a space built by hand around a function: its results are never reused.
+    source: tuple | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+    def fingerprint_parts(self) -> dict | None:
+        """Everything the space's images depend on (:mod:`latentkit.reuse`), or None when unknown."""
+        if self.source is None:
+            return None
+        return {"name": self.name, "interpolation": self.interpolation, "source": self.source}
 
     # -- to implement ------------------------------------------------------------------------------------
 
@@ -187,6 +196,10 @@ class GaussianSpace(Space):
     def dim(self) -> int:
         return len(self.mean)
 
+    def fingerprint_parts(self) -> dict | None:
+        parts = super().fingerprint_parts()
+        return None if parts is None else {**parts, "mean": self.mean, "chol": self.chol}
+
     def center(self) -> torch.Tensor:
         return self.mean
 
@@ -229,6 +242,10 @@ class MappedSpace(Space):
     def __init__(self, name: str, mapping, decoder, z_dim: int, device: str = "cpu"):
         self.name, self.mapping, self.decoder, self.z_dim, self.device = name, mapping, decoder, z_dim, device
 
+    def fingerprint_parts(self) -> dict | None:
+        parts = super().fingerprint_parts()
+        return None if parts is None else {**parts, "z_dim": self.z_dim}
+
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         z = torch.randn(n, self.z_dim, generator=generator)  # (N, z_dim)
@@ -266,6 +283,8 @@ class FactorSpace(Space):
         self.world = world or World(64)
         self.sizes = [len(v) for v in FACTORS.values()]  # one-hot block lengths, in FACTORS order
         self.dim = sum(self.sizes) + 2
+        # Reusable only for the world itself: a subclass (a test's recording world) may render otherwise.
+        self.source = ("world", self.world.size) if type(self.world) is World else None
 
     def points_of(self, factors: Factors) -> torch.Tensor:
         """(N, 33) points of given factors."""
@@ -303,7 +322,7 @@ def autoencoder_space(model, device: str = "cpu") -> GaussianSpace:
     """The bottleneck of :class:`latentkit.models.autoencoder.Autoencoder`, sampled from the Gaussian
     fitted to the codes of training images (notebook 01)."""
     model = model.to(device).eval()
-    return GaussianSpace(
+    space = GaussianSpace(
         f"autoencoder bottleneck ({model.latent_dim} neurons)",
         decoder=model.decode,
         mean=model.code_mean,
@@ -311,12 +330,14 @@ def autoencoder_space(model, device: str = "cpu") -> GaussianSpace:
         encoder=model.encode,
         device=device,
     )
+    space.source = (model,)
+    return space
 
 
 def vae_space(model, device: str = "cpu") -> GaussianSpace:
     """The latent of :class:`latentkit.models.vae.VAE` under its prior N(0, I); encoding gives the mean."""
     model = model.to(device).eval()
-    return GaussianSpace(
+    space = GaussianSpace(
         f"VAE latent ({model.latent_dim} dims)",
         decoder=model.decode,
         mean=torch.zeros(model.latent_dim),
@@ -324,18 +345,22 @@ def vae_space(model, device: str = "cpu") -> GaussianSpace:
         device=device,
         interpolation="slerp",
     )
+    space.source = (model,)
+    return space
 
 
 def gan_z_space(generator, device: str = "cpu") -> GaussianSpace:
     """The input ``z ~ N(0, I)`` of :class:`latentkit.models.gan.Generator` (notebook 02)."""
     generator = generator.to(device).eval()
-    return GaussianSpace(
+    space = GaussianSpace(
         f"GAN z ({generator.z_dim} dims)",
         decoder=generator,
         mean=torch.zeros(generator.z_dim),
         device=device,
         interpolation="slerp",
     )
+    space.source = (generator,)
+    return space
 
 
 def gan_w_space(generator, device: str = "cpu", truncation: float = 1.0) -> MappedSpace:
@@ -356,13 +381,15 @@ def gan_w_space(generator, device: str = "cpu", truncation: float = 1.0) -> Mapp
         return w if truncation == 1 else mean + truncation * (w - mean)
 
     suffix = "" if truncation == 1 else f", truncation {truncation:g}"
-    return MappedSpace(
+    space = MappedSpace(
         f"GAN w ({generator.w_dim} dims{suffix})",
         mapping=mapping,
         decoder=generator.render,
         z_dim=generator.z_dim,
         device=device,
     )
+    space.source = (generator, truncation)
+    return space
 
 
 # ---------------------------------------------------------------------------------------------------------
