@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -117,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     paths = find_notebooks(args.notebooks or DEFAULT_NOTEBOOKS)
     root = Path(args.out).absolute() if args.out else Path(tempfile.mkdtemp(prefix="latentkit-verdicts-"))
     failures = []
+    # The notebooks reuse each other's measurements (latentkit.reuse) within this run only: a fresh store,
+    # so that the times are those of one run in order, not of what an earlier run left in the cache.
+    os.environ.setdefault("LATENTKIT_REUSE_DIR", str(root / "reuse"))
 
     if args.full:
         items, _ = notebook_items(paths, full=True)

@@ -113,6 +113,34 @@ def test_gan_shapes(tiny_gan):
     assert CodeDiscriminator(5, hidden=16)(gen.synthesis.standardised(w)).shape == (4, 1)
 
 
+def test_a_gan_with_categories_reads_the_first_blocks_of_z_as_choices(tiny_gan):
+    from latentkit.models.gan import categories_of
+
+    gen = Generator(**{**tiny_gan, "z_dim": 9}, categories=(3, 2), mapping_hidden=20).eval()
+    assert gen.mapping.net[0].out_features == 20 and gen.mapping.net[-1].out_features == 12
+    z = torch.randn(6, 9, generator=torch.Generator().manual_seed(1))
+    chosen = categories_of(z, (3, 2))
+    assert [c.shape for c in chosen] == [(6,), (6,)] and all(c.dtype == torch.int64 for c in chosen)
+    torch.testing.assert_close(chosen[0], z[:, :3].argmax(1))
+    # Moving a coordinate of a block that is not its largest changes nothing; the choices decide.
+    same = z.clone()
+    same[:, :3] += 10 * torch.nn.functional.one_hot(chosen[0], 3)  # the largest gets larger
+    torch.testing.assert_close(gen.mapping(same), gen.mapping(z))
+    other = z.clone()
+    other[:, :3] = torch.roll(z[:, :3], 1, dims=1)  # another coordinate becomes the largest
+    assert not torch.allclose(gen.mapping(other), gen.mapping(z))
+    with pytest.raises(ValueError, match=r"categories \(6, 6\) need 12 of z's 9 dims"):
+        Generator(**{**tiny_gan, "z_dim": 9}, categories=(6, 6))
+
+
+def test_the_gan_recipe_refuses_an_unknown_design():
+    from latentkit.recipes import gan as recipe
+
+    assert recipe.DESIGN in recipe.DESIGNS
+    with pytest.raises(ValueError, match=r"design must be one of \[2, 3\], got 7"):
+        recipe.train(steps=1, design=7)
+
+
 def test_gan_synthesis_writes_standardised_codes_and_the_borrowed_decoder_stays_frozen(tiny_gan):
     gen = Generator(**tiny_gan).train()
     gen.synthesis.code_mean.copy_(torch.arange(5.0))
@@ -183,8 +211,8 @@ def test_export_and_load_round_trip(name, tmp_path, monkeypatch):
         recipe.export(model, steps=1, seconds=0.0, losses={"loss": 1.0})
         x = torch.rand(2, recipe.LATENT_DIM)
         run = "decode"
-    else:
-        model, loader = Generator().eval(), load_gan
+    else:  # design 3's generator: its categories and mapping width must survive the round trip
+        model, loader = Generator(z_dim=39, categories=(6, 6, 4, 4, 9, 2), mapping_hidden=64).eval(), load_gan
         recipe.export(model, steps=1, seconds=0.0)
         x = torch.randn(2, model.z_dim)
         run = "forward"

@@ -28,26 +28,65 @@ Example::
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from latentkit.models.codec import ImageCodec, LatentDecoder, load_codec, load_own_state
 from latentkit.paths import load_weights
 
 
-class MappingNetwork(nn.Module):
-    """z (N, z_dim) -> w (N, w_dim): normalise z, then ``layers`` fully connected layers."""
+def pixel_norm(x: torch.Tensor) -> torch.Tensor:
+    """StyleGAN's pixel norm: each row scaled to unit root mean square."""
+    return x * torch.rsqrt(x.pow(2).mean(1, keepdim=True) + 1e-8)
 
-    def __init__(self, z_dim: int, w_dim: int, layers: int = 4):
+
+def categories_of(z: torch.Tensor, categories: tuple[int, ...]) -> list[torch.Tensor]:
+    """The discrete part of ``z``: for each block of ``categories`` (its first ``sum(categories)``
+    coordinates, block by block), the index of the block's largest coordinate, (N,) int64 each.
+
+    For ``z ~ N(0, I)`` every category of a block is equally likely, so a Gaussian z draws the discrete
+    latent uniformly."""
+    out, start = [], 0
+    for k in categories:
+        out.append(z[:, start : start + k].argmax(1))
+        start += k
+    return out
+
+
+class MappingNetwork(nn.Module):
+    """z (N, z_dim) -> w (N, w_dim): normalise z, then ``layers`` fully connected layers.
+
+    With ``categories`` (the third GAN design, see :class:`Generator`), z's first ``sum(categories)``
+    coordinates are read as discrete choices: each block becomes the one-hot code of its largest
+    coordinate (:func:`categories_of`); only the rest of z, the continuous part, is normalised.
+    """
+
+    def __init__(
+        self,
+        z_dim: int,
+        w_dim: int,
+        layers: int = 4,
+        categories: tuple[int, ...] = (),
+        hidden: int | None = None,
+    ):
         super().__init__()
-        dims = [z_dim] + [w_dim] * layers
+        self.categories = tuple(int(k) for k in categories)
+        if sum(self.categories) > z_dim:
+            raise ValueError(f"categories {self.categories} need {sum(self.categories)} of z's {z_dim} dims")
+        dims = [z_dim] + [hidden or w_dim] * (layers - 1) + [w_dim]
         blocks = []
         for cin, cout in zip(dims[:-1], dims[1:], strict=True):
             blocks += [nn.Linear(cin, cout), nn.LeakyReLU(0.2)]
         self.net = nn.Sequential(*blocks[:-1])  # no activation after the last layer
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        z = z * torch.rsqrt(z.pow(2).mean(1, keepdim=True) + 1e-8)  # StyleGAN's pixel norm
-        return self.net(z)
+        if not self.categories:
+            return self.net(pixel_norm(z))
+        d = sum(self.categories)
+        chosen = categories_of(z, self.categories)
+        one_hots = [F.one_hot(c, k).to(z.dtype) for c, k in zip(chosen, self.categories, strict=True)]
+        rest = [pixel_norm(z[:, d:])] if z.shape[1] > d else []
+        return self.net(torch.cat([*one_hots, *rest], 1))
 
 
 class CodeSynthesis(nn.Module):
@@ -107,13 +146,17 @@ class Generator(nn.Module):
         mapping_layers: int = 4,
         decoder_width: int = 64,
         codec: ImageCodec | None = None,
+        categories: tuple[int, ...] = (),
+        mapping_hidden: int | None = None,
     ):
         super().__init__()
         self.z_dim, self.w_dim, self.code_dim = z_dim, w_dim, code_dim
+        self.mapping_hidden = mapping_hidden
         self.hidden, self.synthesis_layers, self.mapping_layers = hidden, synthesis_layers, mapping_layers
         self.decoder_width = decoder_width
         self.codec = codec if codec is not None else load_codec()
-        self.mapping = MappingNetwork(z_dim, w_dim, mapping_layers)
+        self.categories = tuple(int(k) for k in categories)
+        self.mapping = MappingNetwork(z_dim, w_dim, mapping_layers, self.categories, mapping_hidden)
         self.synthesis = CodeSynthesis(w_dim, code_dim, hidden, synthesis_layers)
         # The fitted autoencoder's decoder, frozen: bottleneck code -> (N, 4, 16, 16) picture code.
         self.decoder = LatentDecoder(code_dim, decoder_width).requires_grad_(False)
@@ -143,6 +186,8 @@ class Generator(nn.Module):
             "synthesis_layers": self.synthesis_layers,
             "mapping_layers": self.mapping_layers,
             "decoder_width": self.decoder_width,
+            "categories": list(self.categories),
+            "mapping_hidden": self.mapping_hidden,
         }
 
 
@@ -180,7 +225,8 @@ def load_gan(device: str = "cpu") -> Generator:
             "picture codes itself); retrain with `python -m latentkit.recipes gan` (after the autoencoder "
             "recipe: it draws in the fitted autoencoder's bottleneck)"
         )
-    model = Generator(**{k: cfg[k] for k in keys})
+    extra = {"categories": tuple(cfg.get("categories", ())), "mapping_hidden": cfg.get("mapping_hidden")}
+    model = Generator(**{k: cfg[k] for k in keys}, **extra)
     load_own_state(model, state)
     return model.to(resolve_device(device)).eval()
 
