@@ -219,7 +219,8 @@ def smoothness(
       neighbourhood to stay in, and scores 0): with few of them its interval is wide, never a different
       quantity. The number of valid origins is reported as a component.
 
-    The interval resamples the pairs and the valid origins independently.
+    The interval multiplies resampled straightness by draws of the share's Jeffreys interval (a Beta
+    posterior, honest with few valid origins), independently.
     """
     gen = _generator(seed)
     a, b = space.sample(n, gen), space.sample(n, gen)
@@ -244,23 +245,24 @@ def smoothness(
         float
     )
     stays = near_ok[origin_ok]  # one neighbour per valid origin: 1 if it is valid too
-
-    def stay_share(idx: np.ndarray) -> float:
-        return float(stays[idx].mean()) if len(stays) else 0.0
+    m, k = len(stays), int(stays.sum())
 
     rng = np.random.default_rng(seed)
-    all_idx = np.arange(n)
-    reps = [
-        straightness(rng.integers(0, n, n)) * stay_share(rng.integers(0, len(stays), len(stays)))
-        for _ in range(_BOOTSTRAP)
-    ]
-    straight, stay = straightness(all_idx), stay_share(np.arange(len(stays)))
+    # The share's uncertainty: Jeffreys' interval (draws of Beta(k + 1/2, m - k + 1/2)), which stays honest
+    # with a handful of valid origins, where resampling them would not (0 of 2 resamples to [0, 0]).
+    stay_draws = rng.beta(k + 0.5, m - k + 0.5, _BOOTSTRAP) if m else np.zeros(_BOOTSTRAP)
+    reps = [straightness(rng.integers(0, n, n)) * s for s in stay_draws]
+    straight, stay = straightness(np.arange(n)), (k / m if m else 0.0)
+    low, high = _interval(np.array(reps))
+    # Jeffreys' interval reaches 1 when every neighbour stays valid, and 0 when none does (Brown, Cai and
+    # DasGupta, 2001): the interval always holds the value.
+    ci = (min(low, straight * stay), max(high, straight * stay))
     ppl = float((speed[keep] ** 2).mean()) if keep.any() else 0.0
     return PropertyResult(
         "smoothness",
         space.name,
         straight * stay,
-        _interval(np.array(reps)),
+        ci,
         components={
             "straightness": straight,
             "stays in distribution": stay,

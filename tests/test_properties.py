@@ -180,6 +180,8 @@ def test_smoothness_stays_one_quantity_with_few_valid_origins(oracle_world):
     assert few.components["stays in distribution"] > 0.7, few
     assert many.components["stays in distribution"] > 0.7, many
     assert few.ci[0] <= few.value <= few.ci[1]
+    # A handful of valid origins cannot give a narrow interval (resampling four 1s gives only 1s).
+    assert few.ci[1] - few.ci[0] > 2 * (many.ci[1] - many.ci[0]), (few, many)
 
 
 def test_smoothness_without_valid_origins_is_zero(oracle_world):
@@ -192,6 +194,24 @@ def test_smoothness_without_valid_origins_is_zero(oracle_world):
     )
     result = smoothness(grey, oracle, n=32)
     assert result.components["valid origins"] == 0 and result.value == 0.0 and result.ci == (0.0, 0.0)
+
+
+def test_smoothness_from_two_valid_origins_that_fail_is_not_certain(oracle_world):
+    # A few valid origins whose neighbours mostly are not: the share is low, and not known precisely.
+    oracle, world = oracle_world
+    image = world.sample(1, seed=11).images[0]
+    grey = np.full_like(image, 128)
+
+    def decoder(z):  # valid on a fine comb of the second coordinate: a small step leaves it
+        return _as_decoder_output(
+            np.stack([image if (abs(float(row[1])) * 10) % 1 < 0.05 else grey for row in z])
+        )
+
+    space = GaussianSpace("valid at a few points", decoder=decoder, mean=torch.zeros(8))
+    result = smoothness(space, oracle, n=128, seed=0)
+    m = result.components["valid origins"]
+    assert 0 < m < 10 and result.components["stays in distribution"] < 1, result
+    assert result.ci[1] > result.ci[0], result
 
 
 def test_results_are_reproducible(oracle_world):
