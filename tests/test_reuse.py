@@ -92,7 +92,9 @@ def test_spaces_are_fingerprinted_by_the_models_behind_them():
     from latentkit.models.autoencoder import load_autoencoder
 
     three, sixteen = load_autoencoder("cpu"), load_autoencoder("cpu", fitted=True)
-    assert reuse.fingerprint(autoencoder_space(three)) == reuse.fingerprint(autoencoder_space(load_autoencoder()))
+    assert reuse.fingerprint(autoencoder_space(three)) == reuse.fingerprint(
+        autoencoder_space(load_autoencoder())
+    )
     assert reuse.fingerprint(autoencoder_space(three)) != reuse.fingerprint(autoencoder_space(sixteen))
     assert reuse.fingerprint(FactorSpace()) == reuse.fingerprint(FactorSpace())
 
