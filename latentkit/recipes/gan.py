@@ -39,7 +39,8 @@ how many values each factor has (not which is which). It is better on valid samp
 against 0.12), precision (0.81: the target met) and coverage (rarest value 0.43 of its share, 0.24), worse
 on recall (0.11 against 0.15); it needs the mapping 256 wide at the full rate (the narrow, slow mapping of
 design 2 gives 0.06). Scratch runs of the same idea with a plain MLP generator (4 x 256, no w), read every
-2,500 steps to 20,000: valid 0.07, 0.09, 0.15, 0.23, 0.28, 0.27, 0.30, 0.33 (still rising); with six
+2,500 steps to 20,000: valid 0.07, 0.09, 0.15, 0.23, 0.28, 0.27, 0.30, 0.33; a second run from another
+initialisation flattened near a third (EMA 0.30 at 20,000, 0.32 at 30,000, 1,259 s); with six
 choices of 10 values each instead of the factors' sizes, 0.20 at 20,000. Not shipped yet: its z is
 partly discrete, which changes what notebooks 02, 03 and 06 measure and say about z, and it is still far
 from 0.80; the next step is design 3 without the w bottleneck's cost, or longer.
