@@ -174,6 +174,7 @@ class GaussianSpace(Space):
         encoder: optional (N, 3, H, W) float in [0, 1] -> (N, D).
         device: where the decoder runs; points are returned on the CPU.
         interpolation: default interpolation, "slerp" suits N(0, I) latents.
+        source: the models behind the decoder, for :mod:`latentkit.reuse` (None: never reused).
     """
 
     def __init__(
@@ -185,9 +186,10 @@ class GaussianSpace(Space):
         encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
         device: str = "cpu",
         interpolation: str = "lerp",
+        source: tuple | None = None,
     ):
         self.name, self.interpolation, self.device = name, interpolation, device
-        self.decoder, self.encoder = decoder, encoder
+        self.decoder, self.encoder, self.source = decoder, encoder, source
         self.mean = torch.as_tensor(mean, dtype=torch.float32).cpu()  # (D,)
         d = len(self.mean)
         self.chol = torch.eye(d) if chol is None else torch.as_tensor(chol, dtype=torch.float32).cpu()
@@ -237,10 +239,14 @@ class MappedSpace(Space):
         decoder: (N, D) -> (N, 3, H, W) float in [0, 1].
         z_dim: size of the Gaussian input.
         device: where the networks run; points are returned on the CPU.
+        source: the models behind it, for :mod:`latentkit.reuse` (None: never reused).
     """
 
-    def __init__(self, name: str, mapping, decoder, z_dim: int, device: str = "cpu"):
+    def __init__(
+        self, name: str, mapping, decoder, z_dim: int, device: str = "cpu", source: tuple | None = None
+    ):
         self.name, self.mapping, self.decoder, self.z_dim, self.device = name, mapping, decoder, z_dim, device
+        self.source = source
 
     def fingerprint_parts(self) -> dict | None:
         parts = super().fingerprint_parts()
@@ -322,45 +328,42 @@ def autoencoder_space(model, device: str = "cpu") -> GaussianSpace:
     """The bottleneck of :class:`latentkit.models.autoencoder.Autoencoder`, sampled from the Gaussian
     fitted to the codes of training images (notebook 01)."""
     model = model.to(device).eval()
-    space = GaussianSpace(
+    return GaussianSpace(
         f"autoencoder bottleneck ({model.latent_dim} neurons)",
         decoder=model.decode,
         mean=model.code_mean,
         chol=model.code_chol,
         encoder=model.encode,
         device=device,
+        source=(model,),
     )
-    space.source = (model,)
-    return space
 
 
 def vae_space(model, device: str = "cpu") -> GaussianSpace:
     """The latent of :class:`latentkit.models.vae.VAE` under its prior N(0, I); encoding gives the mean."""
     model = model.to(device).eval()
-    space = GaussianSpace(
+    return GaussianSpace(
         f"VAE latent ({model.latent_dim} dims)",
         decoder=model.decode,
         mean=torch.zeros(model.latent_dim),
         encoder=lambda x: model.encode(x)[0],
         device=device,
         interpolation="slerp",
+        source=(model,),
     )
-    space.source = (model,)
-    return space
 
 
 def gan_z_space(generator, device: str = "cpu") -> GaussianSpace:
     """The input ``z ~ N(0, I)`` of :class:`latentkit.models.gan.Generator` (notebook 02)."""
     generator = generator.to(device).eval()
-    space = GaussianSpace(
+    return GaussianSpace(
         f"GAN z ({generator.z_dim} dims)",
         decoder=generator,
         mean=torch.zeros(generator.z_dim),
         device=device,
         interpolation="slerp",
+        source=(generator,),
     )
-    space.source = (generator,)
-    return space
 
 
 def gan_w_space(generator, device: str = "cpu", truncation: float = 1.0) -> MappedSpace:
@@ -381,15 +384,14 @@ def gan_w_space(generator, device: str = "cpu", truncation: float = 1.0) -> Mapp
         return w if truncation == 1 else mean + truncation * (w - mean)
 
     suffix = "" if truncation == 1 else f", truncation {truncation:g}"
-    space = MappedSpace(
+    return MappedSpace(
         f"GAN w ({generator.w_dim} dims{suffix})",
         mapping=mapping,
         decoder=generator.render,
         z_dim=generator.z_dim,
         device=device,
+        source=(generator, truncation),
     )
-    space.source = (generator, truncation)
-    return space
 
 
 # ---------------------------------------------------------------------------------------------------------

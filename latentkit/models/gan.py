@@ -155,8 +155,7 @@ class Generator(nn.Module):
         self.hidden, self.synthesis_layers, self.mapping_layers = hidden, synthesis_layers, mapping_layers
         self.decoder_width = decoder_width
         self.codec = codec if codec is not None else load_codec()
-        self.categories = tuple(int(k) for k in categories)
-        self.mapping = MappingNetwork(z_dim, w_dim, mapping_layers, self.categories, mapping_hidden)
+        self.mapping = MappingNetwork(z_dim, w_dim, mapping_layers, categories, mapping_hidden)
         self.synthesis = CodeSynthesis(w_dim, code_dim, hidden, synthesis_layers)
         # The fitted autoencoder's decoder, frozen: bottleneck code -> (N, 4, 16, 16) picture code.
         self.decoder = LatentDecoder(code_dim, decoder_width).requires_grad_(False)
@@ -186,7 +185,7 @@ class Generator(nn.Module):
             "synthesis_layers": self.synthesis_layers,
             "mapping_layers": self.mapping_layers,
             "decoder_width": self.decoder_width,
-            "categories": list(self.categories),
+            "categories": list(self.mapping.categories),
             "mapping_hidden": self.mapping_hidden,
         }
 
