@@ -465,18 +465,28 @@ def direction_effect(space: Space, probes, start: torch.Tensor, direction: torch
 
 
 def measure_all(
-    space: Space, probes, seed: int = 0, n: int = 512, reuse: bool = False
+    space: Space, probes, seed: int = 0, n: int = 512, reuse: bool = False, n_density: int | None = None
 ) -> list[PropertyResult]:
     """The four properties of one space, with ``n`` samples each (pairs and paths use fewer).
 
-    With ``reuse``, the results are loaded when the same space (same models), probes, ``seed``, ``n`` and
-    code measured them before (:mod:`latentkit.reuse`: notebooks 03 and 06 measure the spaces of 01 and
-    02 again), and stored for next time otherwise.
+    ``n_density`` (default ``n``) gives density its own number of points: it is the cheapest property
+    (one decode per point, against two to four for the others), and a share's interval narrows as
+    ``1 / sqrt(n)``, so a notebook whose density marks sit near a threshold can afford 4x the points
+    there. Spaces whose ``sample`` draws a prefix-consistent sequence (Gaussian noise, a pool's
+    permutation) share their first ``n`` draws with the other properties, so those decodes are reused.
+
+    With ``reuse``, the results are loaded when the same space (same models), probes, ``seed``, ``n``,
+    ``n_density`` and code measured them before (:mod:`latentkit.reuse`: notebooks 03 and 06 measure the
+    spaces of 01 and 02 again), and stored for next time otherwise.
     """
+    n_density = n if n_density is None else n_density
+    for name, value in (("n", n), ("n_density", n_density)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+            raise ValueError(f"measure_all: {name} must be a whole number >= 2, got {value!r}")
 
     def compute() -> list[PropertyResult]:
         return [
-            density(space, probes, n=n, seed=seed),
+            density(space, probes, n=n_density, seed=seed),
             smoothness(space, probes, n=max(64, n // 2), seed=seed),
             organization(space, probes, n=n, seed=seed, n_pairs=max(64, n // 3)),
             relevance(space, probes, n=n, seed=seed),
@@ -486,7 +496,7 @@ def measure_all(
         return compute()
     from latentkit.reuse import reused
 
-    return reused("measure_all", compute, space=space, probes=probes, seed=seed, n=n)
+    return reused("measure_all", compute, space=space, probes=probes, seed=seed, n=n, n_density=n_density)
 
 
 def as_table(results: list[PropertyResult]):

@@ -339,7 +339,9 @@ def test_a_property_outside_zero_one_is_an_error_not_clipped():
     assert PropertyResult("density", "s", 1.0 + 1e-12, (0.5, 1.0)).value == 1.0
 
 
-@pytest.mark.parametrize("dims", [24, 3000])  # fewer dimensions than points, and many more (fitted in their span)
+@pytest.mark.parametrize(
+    "dims", [24, 3000]
+)  # fewer dimensions than points, and many more (fitted in their span)
 def test_linear_classifier_reaches_the_optimum_of_its_objective(dims):
     from latentkit.spaces import fit_linear_classifier
 
@@ -354,3 +356,27 @@ def test_linear_classifier_reaches_the_optimum_of_its_objective(dims):
     (grad,) = torch.autograd.grad(loss, w)
     assert grad.abs().max() < 1e-4, grad.abs().max()  # the full objective's gradient vanishes: its optimum
     assert ((x1 @ w).argmax(1) == y).float().mean() > 0.8  # 0.87 and 1.00 measured
+
+
+def test_measure_all_gives_density_its_own_number_of_points(oracle_world, monkeypatch):
+    from latentkit import properties
+
+    oracle, world = oracle_world
+    asked = {}
+
+    def counting(name):
+        real = getattr(properties, name)
+
+        def measure(*args, **kwargs):
+            asked[name] = kwargs["n"]
+            return real(*args, **kwargs)
+
+        return measure
+
+    for name in ("density", "smoothness", "organization", "relevance"):
+        monkeypatch.setattr(properties, name, counting(name))
+    results = {r.property: r for r in measure_all(FactorSpace(world), oracle, seed=2, n=64, n_density=300)}
+    assert asked == {"density": 300, "smoothness": 64, "organization": 64, "relevance": 64}
+    assert results["density"] == density(FactorSpace(world), oracle, n=300, seed=2)
+    with pytest.raises(ValueError, match="n_density must be a whole number >= 2"):
+        measure_all(FactorSpace(world), oracle, n=16, n_density=1)
