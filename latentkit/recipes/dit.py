@@ -39,8 +39,8 @@ NAME = "tiny_sd3_transformer"
 # 21,800, 0.75 [0.71, 0.79] at 30,000 (samples' in-distribution ratio 0.73, 0.74): flat over the last
 # 8,200 steps, so more of the same schedule buys little; target 0.90 needs a change of design.
 # It misses the same two held-out pairs as the U-Net ("green star" 0.21, "yellow square" 0.62, the other four
-# 0.92-1.00; 256 captions, seed 5): the shared text encoder and codec are where the next design starts
-# (measured and explained in latentkit/recipes/unet.py).
+# 0.92-1.00; 256 captions, seed 5): the cause is upstream of both denoisers (what was measured, and the
+# next design, in latentkit/recipes/unet.py).
 STEPS = 30_000  # the end of the last stage's schedule
 SHIPPED_STEPS = 30_000  # the steps behind the shipped weights (where `--from-shipped` starts)
 BATCH = 32

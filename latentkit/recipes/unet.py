@@ -46,15 +46,17 @@ NAME = "tiny_sd_unet"
 # held-out pairs are drawn right 0.97-1.00 of the time; "yellow square" 0.71 (drawn as a heart 7 of 34) and
 # "green star" 0.25 (drawn as a triangle 30 of 52) carry the whole gap; training-split captions read 0.95.
 # The transformer organism misses the same two (0.62 and 0.21, the others 0.92-1.00), so the cause is
-# something they share, the frozen text encoder or the codec, not the denoiser: the probes read real renders
-# of every held-out pair 1.00, but the codec's round trip reads green stars 0.71 and yellow squares 0.94 (the
-# star's spikes blur in the 16x16x4 latent), and the tiny CLIP's hidden states of "... green star ..." lie
-# nearest those of "... green triangle ..." (0.26 of the mean distance between two other-shape captions of
-# that colour; "yellow square" 0.35 from "yellow heart"; but "blue triangle", drawn right, lies as near
-# "blue star"). Guidance does not help (held-out shape 0.785, 0.82, 0.805, 0.785 at guidance 2, 4, 7.5,
-# 12). So the next design is upstream of the U-Net: a codec that keeps the star (VAE round trip target
-# 0.95) and a text tower trained to its end (the shipped CLIP stopped at 250 of its 500 steps), then the
-# denoisers retrained on them; more U-Net steps or width cannot undo what the codec and encoder lose.
+# something both denoisers share (the frozen text encoder, the codec, the training captions), not one
+# architecture. The probes read real renders of every held-out pair 1.00; the codec's round trip reads green
+# stars 0.71 and yellow squares 0.94 (the star's spikes blur in the 16x16x4 latent), a ceiling for those
+# pairs. The tiny CLIP does not merge the held-out captions specifically: "green star" lies nearest "green
+# triangle" (0.26 of the mean distance between two other-shape captions of that colour, hidden states of
+# the whole sequence), but training captions lie as near ("red star" 0.25 from "red triangle"), and CLIP
+# trained to its 500 steps (0.21) or from scratch to 250 (0.27) changes nothing. Guidance does not help
+# (held-out shape 0.785, 0.82, 0.805, 0.785 at guidance 2, 4, 7.5, 12). So the next design starts
+# upstream: a codec that keeps the star (round trip target 0.95), and a text encoder that sees every
+# (shape, colour) pair in its own training (as Stable Diffusion's CLIP saw far more than its U-Net), the
+# denoisers then fine-tuned on it; more U-Net steps of this design stay flat.
 STEPS = 36_000  # the end of the last stage's schedule
 SHIPPED_STEPS = 36_000  # the steps behind the shipped weights (where `--from-shipped` starts)
 BATCH = 32
