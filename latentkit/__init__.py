@@ -123,10 +123,37 @@ def resolve_device(device: str = "auto") -> str:
     return "cpu"
 
 
+#: The most threads ``set_cpu_threads("auto")`` takes: the organisms' layers are small, so beyond a few
+#: threads the work per thread is too little to gain from more.
+MAX_AUTO_THREADS = 4
+
+
+def set_cpu_threads(threads: int | str = "auto") -> int:
+    """Turn a notebook's ``cpu_threads`` parameter into torch's CPU thread count; returns the count set.
+
+    Args:
+        threads: ``"auto"``: the cores this process may run on (its CPU affinity, which a cluster's job
+            limits), at most :data:`MAX_AUTO_THREADS`; or a whole number >= 1. On a CPU that other work
+            keeps busy, ask for fewer threads than cores (1 on a shared 2-core machine): a torch thread
+            that waits for a core stalls the others at every operation.
+    """
+    import os
+
+    import torch
+
+    if threads == "auto":
+        available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        threads = max(1, min(MAX_AUTO_THREADS, available or 1))
+    elif isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
+        raise ValueError(f"cpu_threads must be 'auto' or a whole number >= 1, got {threads!r}")
+    torch.set_num_threads(int(threads))
+    return int(threads)
+
+
 def __getattr__(name: str):
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'latentkit' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "seed_everything", "resolve_device", *sorted(_SUBMODULES)]
+__all__ = ["__version__", "seed_everything", "resolve_device", "set_cpu_threads", *sorted(_SUBMODULES)]

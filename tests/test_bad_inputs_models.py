@@ -407,8 +407,8 @@ BAD_PARAMETERS = {
     ),
     "03 layer_steps=[]": (N03, {"layer_steps": []}, "layer_steps must be 'all' or a list"),
     "03 layer=3": (N03, {"layer": 3}, "layer must be a denoiser layer's module path or None, got 3"),
-    "03 pool_size=16": (N03, {"pool_size": 16}, "pool_size must be >= 64 (the layer spaces draw"),
-    "03 cpu_threads=0": (N03, {"cpu_threads": 0}, "cpu_threads must be a whole number >= 1, got 0"),
+    "03 pool_size=16": (N03, {"pool_size": 16}, "pool_size must be >= 256 (the layer spaces draw"),
+    "03 cpu_threads=0": (N03, {"cpu_threads": 0}, "cpu_threads must be 'auto' or a whole number >= 1, got 0"),
     "03 model=None": (N03, {"model": None}, "model must be 'organism', a hub id or a folder, got None"),
 }
 
