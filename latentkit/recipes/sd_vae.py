@@ -23,7 +23,8 @@ autoencoder's reconstructions valid 0.273 -> 0.336, the VAE's 0.496 -> 0.508 and
 0.234, the GAN's samples 0.116 -> 0.140 (precision 0.618 -> 0.656, recall 0.147 -> 0.125), the codec's own
 ceiling 0.975 -> 0.988; the U-Net organism's held-out shape 0.801 -> 0.793 (256 captions; its green stars
 are not stars in latent space either), in-distribution 0.716 -> 0.757. Better almost everywhere, no target
-met; to ship with the next re-execution of every notebook (all their numbers move).
+met; to ship with the next re-execution of every notebook (all their numbers move). It is reproduced, with
+no decoder checkpoint and no VAE in the cache, by ``finetune_decoder(3000)`` (it starts from the shipped VAE).
 
 (Not to be confused with :mod:`latentkit.recipes.vae`, the beta-VAE organism of Sec. 2.) The exported
 VAE (fp32, cache) is read by the U-Net recipe and ends up in ``data/tiny-sd/vae/``.
