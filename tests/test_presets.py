@@ -227,3 +227,21 @@ def test_a_run_trains_its_preset_inside_the_folder_and_records_it(dirs, tmp_path
     assert record["seconds_per_step"] > 0
     assert "1 of 1 targets met" in (out / "quality.md").read_text()
     assert "[fake]" in capsys.readouterr().out
+
+
+def test_a_checkpoint_of_another_design_is_a_one_line_error_that_says_what_to_do(dirs):
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.Adam(model.parameters())
+    common.save_checkpoint("design", 5, model=model, opt=opt)
+    wider = torch.nn.Linear(3, 2)
+    with pytest.raises(
+        ValueError, match=r"does not fit this run's 'model' \(.*size mismatch.*\): another design"
+    ) as error:
+        common.load_checkpoint("design", model=wider)
+    assert "\n" not in str(error.value) and "--fresh" in str(error.value)
+    more = torch.optim.Adam([*model.parameters(), torch.nn.Parameter(torch.zeros(1))])
+    with pytest.raises(ValueError, match=r"does not fit this run's 'opt'"):
+        common.load_checkpoint("design", model=model, opt=more)
+    with pytest.raises(KeyError, match="has no entry 'ema'"):
+        common.load_checkpoint("design", model=model, ema=model)
+    assert common.load_checkpoint("design", model=torch.nn.Linear(2, 2)) == 5  # the same design resumes

@@ -47,9 +47,23 @@ def load_checkpoint(name: str, **state) -> int:
     payload = torch.load(path, map_location="cpu", weights_only=False)
     for key, obj in state.items():
         if key not in payload:
-            raise KeyError(f"checkpoint {path} has no entry {key!r}; delete it to start afresh")
+            raise KeyError(
+                f"checkpoint {path} has no entry {key!r}: another recipe or design wrote it; resume with the "
+                "settings that wrote it, or start afresh with --fresh (the checkpoint is then deleted)"
+            )
         if hasattr(obj, "load_state_dict"):
-            obj.load_state_dict(payload[key])
+            try:
+                obj.load_state_dict(payload[key])
+            except (RuntimeError, ValueError) as error:  # a module's shapes or an optimizer's groups differ
+                lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+                header = len(lines) > 1 and lines[0].startswith("Error(s) in loading")  # torch's first line
+                first = lines[1] if header else lines[0]
+                first = first if len(first) <= 200 else first[:197] + "..."
+                raise ValueError(
+                    f"checkpoint {path} does not fit this run's {key!r} ({first}): another design or size "
+                    "wrote it; resume with the settings that wrote it, or start afresh with --fresh (the "
+                    "checkpoint is then deleted)"
+                ) from error
     return int(payload["step"])
 
 
