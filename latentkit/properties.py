@@ -41,7 +41,7 @@ import torch
 from scipy.stats import spearmanr
 
 from latentkit.probes import IN_DISTRIBUTION_THRESHOLD
-from latentkit.spaces import Space, fit_linear_classifier
+from latentkit.spaces import Space, fit_linear_classifier, span_basis
 from latentkit.world import FACTORS
 
 #: Fig. 4's marks from a value in [0, 1]: ``V`` at or above 0.7, ``~`` at or above 0.3, ``X`` below.
@@ -317,8 +317,11 @@ def linear_decodability(points: torch.Tensor, labels: np.ndarray) -> tuple[np.nd
     for fold in np.unique(folds):
         train, test = torch.as_tensor(folds != fold), torch.as_tensor(folds == fold)
         mean, std = x[train].mean(0), x[train].std(0).clamp_min(1e-6)
-        x_train = (x[train] - mean) / std
-        x_test = torch.cat([(x[test] - mean) / std, torch.ones(int(test.sum()), 1, dtype=x.dtype)], 1)
+        x_train, x_test = (x[train] - mean) / std, (x[test] - mean) / std
+        if x_train.shape[1] > len(x_train):  # one projection per fold serves the six factors' fits
+            vh = span_basis(x_train)
+            x_train, x_test = x_train @ vh.T, x_test @ vh.T
+        x_test = torch.cat([x_test, torch.ones(int(test.sum()), 1, dtype=x.dtype)], 1)
         for j, factor in enumerate(FACTORS):
             k = len(FACTORS[factor])
             y = torch.as_tensor(labels[:, j], dtype=torch.long)

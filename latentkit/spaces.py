@@ -398,6 +398,16 @@ def gan_w_space(generator, device: str = "cpu", truncation: float = 1.0) -> Mapp
 # Directions in a space: the "independent directions" of Sec. 2.1
 
 
+def span_basis(x: torch.Tensor) -> torch.Tensor:
+    """(min(N, D), D) orthonormal rows spanning the points ``x`` (N, D): ``Vh`` of the SVD ``x = U S Vh``.
+
+    ``x @ span_basis(x).T`` are the points' coordinates in their own span, where
+    :func:`fit_linear_classifier` fits when there are more dimensions than points; a caller fitting
+    several classifiers on the same points projects them once and fits on the coordinates.
+    """
+    return torch.linalg.svd(x, full_matrices=False)[2]
+
+
 def fit_linear_classifier(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float = 1e-3) -> torch.Tensor:
     """Multinomial logistic regression by L-BFGS (deterministic; no scikit-learn needed).
 
@@ -419,7 +429,7 @@ def fit_linear_classifier(x: torch.Tensor, y: torch.Tensor, classes: int, l2: fl
     """
     x = x.double()
     if x.shape[1] > len(x):
-        _, s, vh = torch.linalg.svd(x, full_matrices=False)  # x = (U S) Vh, Vh: (N, D) orthonormal rows
+        vh = span_basis(x)
         w = fit_linear_classifier(x @ vh.T, y, classes, l2)  # x @ Vh^T = U S, the points in their span
         return torch.cat([vh.T @ w[:-1], w[-1:]])
     x1 = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)  # (N, D + 1)
@@ -497,6 +507,7 @@ __all__ = [
     "Space",
     "autoencoder_space",
     "fit_linear_classifier",
+    "span_basis",
     "gan_w_space",
     "gan_z_space",
     "lerp",
