@@ -1,8 +1,9 @@
 """Quality of the model organisms, read by the probes: one targets table for all, or one diffusion organism.
 
 With ``--all`` (the default when no ``--organism`` is given), every organism is measured against the
-targets of issue 12 by :mod:`latentkit.quality` (autoencoder, VAE, GAN, both diffusion organisms) and one
-table is printed: organism, measure, value with its 95% interval, target, met, plus the time each part took.
+targets of issue 12 by :mod:`latentkit.quality` (the 3-neuron and the fitted autoencoder, VAE, GAN, both
+diffusion organisms) and one table is printed: organism, measure, value with its 95% interval, target,
+met, plus the time each part took.
 
 With ``--organism``, the detailed report of that diffusion organism (``data/tiny-sd/`` or
 ``data/tiny-sd3/``): for captions of the world's HELD_OUT (shape, colour) pairs, never seen in training

@@ -501,8 +501,17 @@ def diffusion_quality(
 
 
 #: Every part of the targets table, by the name the benchmark's ``--only`` takes.
+def fitted_autoencoder_quality(probes=None, n: int = 512, seed: int = 0, device: str = "cpu") -> list[Row]:
+    """:func:`autoencoder_quality` of the fitted autoencoder (``data/autoencoder-fitted/``): the smallest
+    width of the recipe's sweep that reconstructs well, where the targets apply."""
+    from latentkit.models.autoencoder import load_autoencoder
+
+    return autoencoder_quality(load_autoencoder(device, fitted=True), probes, n=n, seed=seed, device=device)
+
+
 PARTS: dict[str, Callable[..., list[Row]]] = {
     "autoencoder": autoencoder_quality,
+    "autoencoder-fitted": fitted_autoencoder_quality,
     "vae": vae_quality,
     "gan": gan_quality,
     "organism": partial(diffusion_quality, "organism"),
