@@ -38,17 +38,20 @@ SHORTFALLS = {
     ): "Fig. 2's picture: three neurons are too few",
     ("autoencoder (3 neurons)", "shape read back from reconstructions"): "three neurons are too few",
     ("autoencoder (3 neurons)", "size read back from reconstructions"): "three neurons are too few",
-    ("autoencoder (3 neurons)", "color read back from reconstructions"): "0.92 against 0.95 x the codec's",
+    (
+        "autoencoder (3 neurons)",
+        "color read back from reconstructions",
+    ): "0.92 against 0.95 x the codec's 1.00",
     (
         "autoencoder (3 neurons)",
         "texture read back from reconstructions",
-    ): "0.54: the weighted loss trades it",
-    (FITTED, "shape read back from reconstructions"): "0.84 (16 neurons) against 0.95 x the codec's 0.93",
+    ): "0.58: the weighted loss trades it",
+    (FITTED, "shape read back from reconstructions"): "0.90 (16 neurons) against 0.95 x the codec's 0.98",
     ("VAE", "held-out reconstructions valid"): "below 0.90",
     ("VAE", "density: samples of the prior valid"): "far below 0.70",
     ("GAN", "density: samples valid"): "far below 0.80",
-    ("GAN", "improved precision (k=3, probe features)"): "0.62 against 0.80",
-    ("GAN", "improved recall (k=3, probe features)"): "0.15 against 0.60",
+    ("GAN", "improved precision (k=3, probe features)"): "0.67 against 0.80",
+    ("GAN", "improved recall (k=3, probe features)"): "0.13 against 0.60",
     ("GAN", "rarest factor value / uniform share (1024 samples)"): "below 0.50",
 }
 
@@ -94,3 +97,21 @@ def test_strict_organism_targets(rows, organism, measure):
     assert (organism, measure) in rows, f"no row {measure!r} for {organism}: measured {sorted(rows)}"
     row = rows[organism, measure]
     assert row.met, f"{organism}: {measure} {row.value:.3f} below its target {row.target:.3f}"
+
+
+def test_the_codec_round_trip_keeps_the_shape_of_held_out_pairs():
+    """The diffusion organisms' VAE (the codec every organism draws through): the shape of the benchmark's
+    512 held-out renders (seed 0) read back after its round trip, >= DIFFUSION_VAE_SHAPE (met since the
+    decoder's third fine-tuning stage: 0.953). The other diffusion targets need 512 generated images per
+    organism (minutes): the benchmark measures them."""
+    import numpy as np
+
+    from latentkit.models.codec import load_codec
+    from latentkit.models.tiny_sd import vae_round_trip
+    from latentkit.probes import load_probes
+    from latentkit.world import World
+
+    batch = World(64).sample(512, seed=0, split="heldout")
+    recon = vae_round_trip(load_codec().vae, batch.images)
+    shape = float(np.mean(load_probes().read(recon).agreement(batch.factors)["shape"]))
+    assert shape >= quality.DIFFUSION_VAE_SHAPE, f"round trip shape {shape:.3f}"

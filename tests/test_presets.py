@@ -245,3 +245,38 @@ def test_a_checkpoint_of_another_design_is_a_one_line_error_that_says_what_to_do
     with pytest.raises(KeyError, match="has no entry 'ema'"):
         common.load_checkpoint("design", model=model, ema=model)
     assert common.load_checkpoint("design", model=torch.nn.Linear(2, 2)) == 5  # the same design resumes
+
+
+@pytest.mark.slow
+def test_the_codec_recipe_runs_each_decoder_stage_from_the_one_before_and_resumes(dirs, monkeypatch, capsys):
+    """``sd_vae.main``: the whole VAE, then every decoder stage, each from the last export, each with its
+    own checkpoint; the encoder (so every latent) is the first stage's throughout; run again, it resumes
+    every stage from its checkpoint and exports the same weights."""
+    from latentkit.recipes import sd_vae
+
+    monkeypatch.setattr(sd_vae, "DECODER_STEPS", 2)
+    monkeypatch.setattr(sd_vae, "psnr", lambda vae: 0.0)  # 256 round trips per stage: not what is tested
+    monkeypatch.setattr(sd_vae, "measure_scaling_factor", lambda vae, device: 0.5)
+    sd_vae.main(steps=2, device="cpu")
+    stages = range(1, sd_vae.DECODER_STAGES + 1)
+    names = ("tiny_sd_vae", *(sd_vae.decoder_checkpoint(stage) for stage in stages))
+    assert len(set(names)) == len(names) >= 3
+    states = {name: torch.load(common.checkpoint_path(name))["model"] for name in names}
+    assert all(torch.load(common.checkpoint_path(name))["step"] == 2 for name in names)
+    exported = sd_vae.load_trained().state_dict()
+    for key, value in exported.items():
+        if key.startswith(("encoder.", "quant_conv.")):
+            assert all(torch.equal(value, states[name][key]) for name in names), key
+    decoder_keys = [key for key in exported if key.startswith("decoder.")]
+    assert all(torch.equal(exported[k], states[names[-1]][k]) for k in decoder_keys)
+    for before, after in zip(names[:-1], names[1:], strict=True):  # each stage from the one before
+        assert not all(torch.equal(states[before][k], states[after][k]) for k in decoder_keys)
+    out = capsys.readouterr().out
+    assert all(f"sd_vae decoder {stage}: 2 steps" in out for stage in stages)
+
+    sd_vae.main(steps=2, device="cpu")  # every stage finished: nothing trains, the same weights come out
+    assert "steps in" not in capsys.readouterr().out
+    again = sd_vae.load_trained().state_dict()
+    assert all(torch.equal(again[key], exported[key]) for key in exported)
+    with pytest.raises(ValueError, match="stage must be a whole number >= 1"):
+        sd_vae.decoder_checkpoint(0)

@@ -13,7 +13,8 @@ data are that autoencoder's codes of the 65,536 training images
 (:func:`latentkit.recipes.common.picture_codes`), standardised per coordinate; generator and
 discriminator are MLPs; the generator ends in the autoencoder's decoder, frozen, and the shared codec.
 So the GAN's samples can be at most as good as the autoencoder's reconstructions (its ceiling, which
-:func:`latentkit.quality.gan_quality` reports beside them: 0.92).
+:func:`latentkit.quality.gan_quality` reports beside them: 0.92 through the codec's first-stage decoder,
+0.94 through the shipped one, whose decoder was fine-tuned twice more).
 
 What each design bought (``benchmarks/bench_organism_quality.py --only gan``: 1,024 samples; valid,
 precision, recall, rarest factor value / uniform share; targets 0.80, 0.80, 0.60, 0.50):
@@ -27,7 +28,11 @@ design                                                          valid  prec.  re
 3. a discrete part in z, 20,000 steps (605 s, not shipped)      0.19   0.81   0.11   0.43
    the same with the mapping 10x slower (608 s)                 0.06   0.47   0.06   0.00
    ... and the mapping 32 wide, as in design 2 (822 s)          0.06   0.48   0.10   0.13
+design 2 as shipped, through the codec's third decoder stage    0.16   0.67   0.13   0.25
 ==============================================================  =====  =====  =====  ======
+
+(The rows above were measured through the codec's first-stage decoder; the last row is the same generator
+after the shared codec's decoder was sharpened, see :mod:`latentkit.recipes.sd_vae`.)
 
 Design 3 (``train(design=3)``, :data:`DESIGNS`) answers the measurement below (the valid codes are
 islands, and a continuous z must cross the water between them): z's first 31 coordinates are read as one
