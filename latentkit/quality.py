@@ -500,7 +500,6 @@ def diffusion_quality(
 # All of them
 
 
-#: Every part of the targets table, by the name the benchmark's ``--only`` takes.
 def fitted_autoencoder_quality(probes=None, n: int = 512, seed: int = 0, device: str = "cpu") -> list[Row]:
     """:func:`autoencoder_quality` of the fitted autoencoder (``data/autoencoder-fitted/``): the smallest
     width of the recipe's sweep that reconstructs well, where the targets apply."""
@@ -509,6 +508,7 @@ def fitted_autoencoder_quality(probes=None, n: int = 512, seed: int = 0, device:
     return autoencoder_quality(load_autoencoder(device, fitted=True), probes, n=n, seed=seed, device=device)
 
 
+#: Every part of the targets table, by the name the benchmark's ``--only`` takes.
 PARTS: dict[str, Callable[..., list[Row]]] = {
     "autoencoder": autoencoder_quality,
     "autoencoder-fitted": fitted_autoencoder_quality,

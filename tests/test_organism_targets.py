@@ -3,7 +3,8 @@ measures them (:mod:`latentkit.quality`, 512 held-out images, 1,024 GAN samples)
 
 A strict expected-failure ratchet: every target the shipped weights do not reach yet is listed in
 :data:`SHORTFALLS` with what they reach; once retraining meets it, its test passes unexpectedly and fails,
-so the list can only shrink. Slow (about five minutes): ``make test`` runs it, ``make test-fast`` does not.
+so the list can only shrink. Beside them, the one diffusion target that needs no generated images: the
+shared codec's round trip. Slow (about five minutes): ``make test`` runs it, ``make test-fast`` does not.
 """
 
 from __future__ import annotations
