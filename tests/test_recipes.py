@@ -3,13 +3,18 @@ bf16 autocast, and resuming a width exactly (with its training time)."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 
+from latentkit.paths import data_dir
 from latentkit.recipes import autoencoder as ae_recipe
 from latentkit.recipes import common
 from latentkit.world import World
+
+SHIPPED_DATA = data_dir()  # before any test points LATENTKIT_DATA elsewhere
 
 
 def test_object_weighted_mse_is_plain_mse_without_weight_and_counts_the_object_more_with_it():
@@ -74,3 +79,104 @@ def test_a_width_resumes_exactly_and_keeps_its_training_time(tmp_path, monkeypat
     # the resumed run counts the first run's training time (stored in its checkpoint) and its own on top
     stored = ae_recipe._trained_seconds("autoencoder_2")
     assert 0 < stored_first <= first and stored_first < stored <= seconds
+
+
+@pytest.fixture
+def short_stages(tmp_path, monkeypatch):
+    """The autoencoder recipe on 64 random codes, with two short stages of the fitted width."""
+    monkeypatch.setenv("LATENTKIT_CACHE", str(tmp_path / "cache"))
+    codes = torch.randn(64, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    masks = torch.rand(64, 16, 16, generator=torch.Generator().manual_seed(1))
+    monkeypatch.setattr(ae_recipe, "picture_codes", lambda **kw: codes)
+    monkeypatch.setattr(ae_recipe, "picture_masks", lambda **kw: masks)
+    monkeypatch.setattr(ae_recipe, "FITTED_STAGES", ((3, 1e-3), (2, 5e-4)))
+
+
+def test_a_stage_of_the_fitted_width_trains_on_from_the_model_given_and_resumes_exactly(short_stages):
+    base, _ = ae_recipe.train(latent_dim=2, steps=2, batch_size=8, device="cpu", fresh=True)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    straight, _ = ae_recipe.continue_fitted(copy.deepcopy(base), 1, device="cpu", fresh=True, batch_size=8)
+    assert common.load_checkpoint("autoencoder_2_stage1") == 3  # its own checkpoint
+    assert common.load_checkpoint("autoencoder_2") == 2  # the width's is left as it was
+    assert not torch.equal(straight.encoder.state_dict()["net.0.weight"], before["encoder.net.0.weight"])
+    with common.deadline(0):  # stopped after its first step, then resumed from its own checkpoint
+        ae_recipe.continue_fitted(copy.deepcopy(base), 1, device="cpu", fresh=True, batch_size=8)
+    assert common.load_checkpoint("autoencoder_2_stage1") == 1
+    resumed, _ = ae_recipe.continue_fitted(copy.deepcopy(base), 1, device="cpu", batch_size=8)
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    for stage in (0, 3, 1.0, True):
+        with pytest.raises(ValueError, match=r"stage must be one of 1\.\.2"):
+            ae_recipe.continue_fitted(base, stage, device="cpu")
+
+
+def test_the_recipe_exports_the_fitted_width_after_its_stages_and_the_sweep_before_them(
+    short_stages, tmp_path, monkeypatch
+):
+    import json
+
+    monkeypatch.setenv("LATENTKIT_DATA", str(tmp_path / "data"))
+    (tmp_path / "data" / "tiny-sd").mkdir(parents=True)
+    (tmp_path / "data" / "tiny-sd" / "vae").symlink_to(SHIPPED_DATA / "tiny-sd" / "vae")
+    measured = []
+
+    def measure(model, steps, seconds, n=512):  # the probes' reading, replaced: this test is the bookkeeping
+        measured.append(steps)
+        return [
+            {
+                "neurons": model.latent_dim,
+                "measure": "held-out reconstructions valid",
+                "value": 0.95,
+                "steps": steps,
+            }
+        ]
+
+    monkeypatch.setattr(ae_recipe, "measure_width", measure)
+    monkeypatch.setattr(ae_recipe, "reconstruction_mse", lambda model: 0.0)
+    plan = ae_recipe.planned_checkpoints(4)  # nothing exported yet: the stages are planned for the widest
+    stages = {"autoencoder_16_stage1": 3, "autoencoder_16_stage2": 2}
+    assert plan == {**{f"autoencoder_{w}": 4 for w in ae_recipe.WIDTHS}, **stages}
+    ae_recipe.main(steps=4, widths=(2,), device="cpu", fresh=True, batch_size=8)
+    config = json.loads((tmp_path / "data" / "autoencoder-fitted" / "config.json").read_text())
+    assert config["latent_dim"] == 2 and config["trained_steps"] == 4 + 3 + 2
+    assert measured == [4]  # the widths table holds the sweep, every width after the same training
+    assert common.load_checkpoint("autoencoder_2_stage2") == 2
+    assert list(ae_recipe.planned_checkpoints(4))[-2:] == ["autoencoder_2_stage1", "autoencoder_2_stage2"]
+
+
+def test_a_checkpoint_made_against_another_model_does_not_resume(tmp_path, monkeypatch):
+    monkeypatch.setenv("LATENTKIT_CACHE", str(tmp_path))
+    model = torch.nn.Linear(3, 2)
+    mark = common.fingerprint(model)
+    assert len(mark) == 16 and mark == common.fingerprint(copy.deepcopy(model))
+    common.save_checkpoint("run", 5, model=model, made_for=mark)
+    assert common.load_checkpoint("run", {"made_for": mark}, model=model) == 5
+    with torch.no_grad():
+        model.bias += 1.0  # another model: another fingerprint
+    assert common.fingerprint(model) != mark
+    with pytest.raises(ValueError, match=r"trained with another made_for .* --fresh"):
+        common.load_checkpoint("run", {"made_for": common.fingerprint(model)}, model=model)
+
+
+def test_the_gan_does_not_resume_a_checkpoint_of_another_autoencoder(tmp_path, monkeypatch):
+    from latentkit.recipes import gan as gan_recipe
+
+    monkeypatch.setenv("LATENTKIT_CACHE", str(tmp_path))
+    codes = torch.randn(64, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(gan_recipe, "picture_codes", lambda **kw: codes)
+    gan_recipe.train(steps=2, batch_size=8, device="cpu", fresh=True)  # against the shipped fitted one
+    gan_recipe.train(steps=3, batch_size=8, device="cpu")  # the same autoencoder: resumes
+    assert common.load_checkpoint(gan_recipe.NAME) == 3
+    shipped = gan_recipe.load_autoencoder
+
+    def retrained(**kwargs):
+        model = shipped(**kwargs)
+        with torch.no_grad():
+            next(model.decoder.parameters()).mul_(1.01)
+        return model
+
+    monkeypatch.setattr(gan_recipe, "load_autoencoder", retrained)
+    with pytest.raises(ValueError, match="trained with another autoencoder"):
+        gan_recipe.train(steps=4, batch_size=8, device="cpu")
+    gan_recipe.train(steps=1, batch_size=8, device="cpu", fresh=True)  # --fresh starts again
+    assert common.load_checkpoint(gan_recipe.NAME) == 1

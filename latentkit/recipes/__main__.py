@@ -111,26 +111,28 @@ def prepare_out(out: Path, data: Path, cache: Path, inputs: bool = True) -> bool
     return resumed
 
 
-def _checkpoints(module) -> list[str]:
-    """The checkpoints a recipe trains: one per width for the autoencoder, else the recipe's ``NAME``."""
-    if hasattr(module, "WIDTHS"):
-        return [module.checkpoint_name(width) for width in module.WIDTHS]
-    return [module.NAME]
+def _planned(module, kwargs: dict) -> dict[str, int | None]:
+    """Checkpoint -> the steps it trains to: the recipe's own plan where it keeps several checkpoints (the
+    autoencoder: one per width and per stage of the fitted width), else its ``NAME`` -> its steps."""
+    steps = kwargs.get("steps") or getattr(module, "STEPS", None)
+    if hasattr(module, "planned_checkpoints"):
+        return module.planned_checkpoints(steps)
+    return {module.NAME: steps}
 
 
 def _steps_behind(module, kwargs: dict) -> int:
     """The training steps behind a recipe's weights now: its checkpoints' (summed over the autoencoder's
-    widths), else the shipped weights' when it continues from them (``from_shipped``), else 0."""
+    widths and stages), else the shipped weights' when it continues from them (``from_shipped``), else 0."""
     from latentkit.recipes import common
 
-    done = sum(common.load_checkpoint(name) for name in _checkpoints(module))
+    done = sum(common.load_checkpoint(name) for name in _planned(module, kwargs))
     return done or (module.SHIPPED_STEPS if kwargs.get("from_shipped") else 0)
 
 
 def _total_steps(module, kwargs: dict) -> int | None:
-    """The steps a recipe trains to in all (summed over the autoencoder's widths); None where unknown."""
-    steps = kwargs.get("steps") or getattr(module, "STEPS", None)
-    return None if steps is None else steps * len(_checkpoints(module))
+    """The steps a recipe trains to in all (summed over its checkpoints); None where unknown."""
+    steps = list(_planned(module, kwargs).values())
+    return None if None in steps else sum(steps)
 
 
 def _write_json(path: Path, record: dict) -> None:

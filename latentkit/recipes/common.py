@@ -39,12 +39,33 @@ def save_checkpoint(name: str, step: int, **state) -> Path:
     return path
 
 
-def load_checkpoint(name: str, **state) -> int:
-    """Restore the objects passed by keyword from checkpoint ``name``; return its step (0: none)."""
+def fingerprint(module: torch.nn.Module) -> str:
+    """A short hash of ``module``'s weights: which trained model a checkpoint was made against."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key, tensor in sorted(module.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def load_checkpoint(name: str, expect: dict | None = None, **state) -> int:
+    """Restore the objects passed by keyword from checkpoint ``name``; return its step (0: none).
+
+    ``expect``: entries the checkpoint must hold with these values (e.g. the :func:`fingerprint` of what a
+    run trained against); another value stops with an error rather than resume a run on other inputs."""
     path = checkpoint_path(name)
     if not path.exists():
         return 0
     payload = torch.load(path, map_location="cpu", weights_only=False)
+    for key, value in (expect or {}).items():
+        if payload.get(key) != value:
+            raise ValueError(
+                f"checkpoint {path} was trained with another {key} ({payload.get(key)!r}, this run's is "
+                f"{value!r}): resuming it would mix the two; start afresh with --fresh (the checkpoint is "
+                "then deleted)"
+            )
     for key, obj in state.items():
         if key not in payload:
             raise KeyError(

@@ -93,6 +93,7 @@ from latentkit.recipes.common import (
     EMA,
     batch_of,
     clear_checkpoint,
+    fingerprint,
     load_checkpoint,
     out_of_time,
     picture_codes,
