@@ -8,13 +8,13 @@ collapses to one image), and an exponential moving average of the generator's we
 gets exported.
 
 The game is played in the bottleneck of the fitted autoencoder (``data/autoencoder-fitted/``, trained by
-the ``autoencoder`` recipe, which must run first), as latent GANs do (Achlioptas et al., 2018): the real
-data are that autoencoder's codes of the 65,536 training images
+the ``autoencoder`` recipe, which must run first; a checkpoint made against another autoencoder is
+refused), as latent GANs do (Achlioptas et al., 2018): the real data are that autoencoder's codes of the 65,536 training images
 (:func:`latentkit.recipes.common.picture_codes`), standardised per coordinate; generator and
 discriminator are MLPs; the generator ends in the autoencoder's decoder, frozen, and the shared codec.
 So the GAN's samples can be at most as good as the autoencoder's reconstructions (its ceiling, which
 :func:`latentkit.quality.gan_quality` reports beside them: 0.92 through the codec's first-stage decoder,
-0.94 through the shipped one, whose decoder was fine-tuned twice more).
+0.94 through the codec's sharpened decoder, 0.98 since the autoencoder's two further stages).
 
 What each design bought (``benchmarks/bench_organism_quality.py --only gan``: 1,024 samples; valid,
 precision, recall, rarest factor value / uniform share; targets 0.80, 0.80, 0.60, 0.50):
@@ -29,10 +29,18 @@ design                                                          valid  prec.  re
    the same with the mapping 10x slower (608 s)                 0.06   0.47   0.06   0.00
    ... and the mapping 32 wide, as in design 2 (822 s)          0.06   0.48   0.10   0.13
 design 2 as shipped, through the codec's third decoder stage    0.16   0.67   0.13   0.25
+design 2 in the staged autoencoder's code, seed 0 (613 s)       0.14   0.52   0.12   0.00
+   ... seed 1 (633 s)                                           0.11   0.39   0.11   0.20
+   ... seed 2 (633 s): shipped                                  0.18   0.60   0.19   0.07
 ==============================================================  =====  =====  =====  ======
 
-(The rows above were measured through the codec's first-stage decoder; the last row is the same generator
-after the shared codec's decoder was sharpened, see :mod:`latentkit.recipes.sd_vae`.)
+(The first rows were measured through the codec's first-stage decoder; "as shipped" is the same generator
+after the shared codec's decoder was sharpened, see :mod:`latentkit.recipes.sd_vae`. The last three: the
+fitted autoencoder trained on in two stages (:mod:`latentkit.recipes.autoencoder`; reconstructions 0.98
+valid, shape 0.94), so its code changed and the GAN was trained afresh in it, at three seeds, one core
+each, two at a time. The seeds differ more than any change of the code space bought: valid 0.11 to 0.18,
+precision 0.39 to 0.60, and a texture value (striped) drawn at 0.00 to 0.20 of its share. The better code
+did not make the GAN better; its mapping network, not the decoder, is what drops values.)
 
 Design 3 (``train(design=3)``, :data:`DESIGNS`) answers the measurement below (the valid codes are
 islands, and a continuous z must cross the water between them): z's first 31 coordinates are read as one
@@ -116,6 +124,7 @@ DESIGNS: dict[int, dict] = {
     3: {"categories": (6, 6, 4, 4, 9, 2), "z_dim": 31 + 8, "mapping_hidden": 256, "mapping_lr": 1.0},
 }
 DESIGN = 2  # the shipped weights' design
+SEED = 2  # the shipped weights' seed: of three tried on the staged autoencoder, the most valid samples
 INFO_WEIGHT = 1.0  # weight of the mutual-information term (InfoGAN's lambda), designs with categories
 
 
@@ -152,7 +161,7 @@ def train(
     lr: float = 2e-4,
     device: str = "auto",
     fresh: bool = False,
-    seed: int = 0,
+    seed: int = SEED,
     design: int = DESIGN,
 ) -> Generator:
     """Train (or resume training) the GAN; returns the EMA generator on the CPU in eval mode.
@@ -192,7 +201,9 @@ def train(
     opt_d = torch.optim.Adam(judged, lr=lr, betas=(0.0, 0.99))
     if fresh:
         clear_checkpoint(NAME)
-    start = load_checkpoint(NAME, **parts, ema=ema, opt_g=opt_g, opt_d=opt_d)
+    # The game is played on this autoencoder's codes: a checkpoint made against another one does not resume.
+    made_for = {"autoencoder": fingerprint(autoencoder.encoder) + fingerprint(autoencoder.decoder)}
+    start = load_checkpoint(NAME, made_for, **parts, ema=ema, opt_g=opt_g, opt_d=opt_d)
     gen.train()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=NAME, smoothing=0.05)
     for step in bar:
@@ -224,7 +235,7 @@ def train(
             bar.set_postfix(d=f"{loss_d.item():.3f}", g=f"{loss_g.item():.3f}")
         stop = step + 1 < steps and out_of_time()
         if (step + 1) % 1000 == 0 or step + 1 == steps or stop:
-            save_checkpoint(NAME, step + 1, **parts, ema=ema, opt_g=opt_g, opt_d=opt_d)
+            save_checkpoint(NAME, step + 1, **parts, ema=ema, opt_g=opt_g, opt_d=opt_d, **made_for)
         if stop:
             stopped_early(NAME, step + 1, steps)
             break
