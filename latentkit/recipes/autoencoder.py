@@ -27,7 +27,7 @@ training images: the autoencoder's sampling distribution (see :mod:`latentkit.mo
 
 Time on this project's 2-core CPU (one thread per width, bf16, the two cores shared with other trainings):
 0.14-0.20 s per batch-64 step; 6,000 steps took 866 s (16 neurons), 1,146 s (8), 1,097 s (4) and 1,171 s (3);
-on 2026-12-02's machine 8 and 4 took 790 s and about 600 s (0.10-0.13 s per step).
+on 2026-12-02's machine 8 and 4 took 716 s and 581 s (0.10-0.12 s per step).
 
 **The fitted width trains on** (:data:`FITTED_STAGES`). After the sweep's 6,000 steps the 16 neurons
 reconstruct well (0.95 valid) but read the shape back 0.900 [0.871, 0.923] against a target of 0.930 (0.95
@@ -338,12 +338,11 @@ def main(
             )
         reached = min(steps, load_checkpoint(checkpoint_name(width)))  # fewer when a deadline stopped it
         fit_code_distribution(model)
-        rows += measure_width(model, reached, seconds)
+        measured = measure_width(model, reached, seconds)
+        rows += measured
         models[width] = (model, seconds, reached)
-        print(
-            f"{width} neurons: " + ", ".join(f"{r['measure']} {r['value']:.3f}" for r in rows[-8:]),
-            flush=True,
-        )
+        summary = ", ".join(f"{r['measure']} {r['value']:.3f}" for r in measured)
+        print(f"{width} neurons: {summary}", flush=True)
     write_widths_table(rows)  # the sweep: every width after the same training
     fitted = fitted_width(rows)
     if FIG2 in models:

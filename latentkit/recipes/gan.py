@@ -9,12 +9,12 @@ gets exported.
 
 The game is played in the bottleneck of the fitted autoencoder (``data/autoencoder-fitted/``, trained by
 the ``autoencoder`` recipe, which must run first; a checkpoint made against another autoencoder is
-refused), as latent GANs do (Achlioptas et al., 2018): the real data are that autoencoder's codes of the 65,536 training images
-(:func:`latentkit.recipes.common.picture_codes`), standardised per coordinate; generator and
-discriminator are MLPs; the generator ends in the autoencoder's decoder, frozen, and the shared codec.
-So the GAN's samples can be at most as good as the autoencoder's reconstructions (its ceiling, which
-:func:`latentkit.quality.gan_quality` reports beside them: 0.92 through the codec's first-stage decoder,
-0.94 through the codec's sharpened decoder, 0.98 since the autoencoder's two further stages).
+refused), as latent GANs do (Achlioptas et al., 2018): the real data are that autoencoder's codes of the
+65,536 training images (:func:`latentkit.recipes.common.picture_codes`), standardised per coordinate;
+generator and discriminator are MLPs; the generator ends in the autoencoder's decoder, frozen, and the
+shared codec. So the GAN's samples can be at most as good as the autoencoder's reconstructions (its
+ceiling, which :func:`latentkit.quality.gan_quality` reports beside them: 0.92 through the codec's
+first-stage decoder, 0.94 through its sharpened decoder, 0.98 since the autoencoder's two further stages).
 
 What each design bought (``benchmarks/bench_organism_quality.py --only gan``: 1,024 samples; valid,
 precision, recall, rarest factor value / uniform share; targets 0.80, 0.80, 0.60, 0.50):
