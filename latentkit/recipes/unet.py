@@ -66,7 +66,7 @@ NAME = "tiny_sd_unet"
 # the round trip's held-out shape 0.908 -> 0.953 (target met), and this U-Net, not retrained, reads 0.791
 # [0.754, 0.824] (was 0.797) on the benchmark's 512 held-out captions, in-distribution ratio 0.795 (0.740):
 # its images are cleaner, its green stars are still triangles in latent space. The text side is next.
-# The in-distribution ratio is not only the held-out pairs' (2026-12-02, 256 captions, seed 0, shipped weights):
+# The in-distribution ratio is not only the held-out pairs' (2026-12-02, 256 captions, seed 0, shipped):
 # held-out captions 0.797 (mean score 0.765 vs real renders' 0.961), training-split captions 0.843 (0.811),
 # held-out with 50 DDIM steps instead of 25 0.798: the sampler is not what holds it; the samples' quality is.
 STEPS = 36_000  # the end of the last stage's schedule
