@@ -294,8 +294,8 @@ def write_widths_table(rows: list[dict]) -> None:
 
 def planned_checkpoints(steps: int | None = None) -> dict[str, int]:
     """Checkpoint -> the steps it trains to, for ``python -m latentkit.recipes``'s bookkeeping: one per width
-    of the sweep (``steps``, default :data:`STEPS`), then the stages of the fitted width (the width exported
-    as fitted now; the widest before the first export, as the sweep will pick it when any width does)."""
+    of the sweep (``steps``, default :data:`STEPS`), then the stages of the fitted width: the width exported
+    as fitted now, or before the first export the widest (a guess: the sweep picks the width as it runs)."""
     import json
 
     config = data_dir() / FITTED / "config.json"
