@@ -39,12 +39,12 @@ design 3 in the same code, seed 0, 20,000 steps (728 s)         0.28   0.71   0.
 after the shared codec's decoder was sharpened, see :mod:`latentkit.recipes.sd_vae`. The last four: the
 fitted autoencoder trained on in two stages (:mod:`latentkit.recipes.autoencoder`; reconstructions 0.98
 valid, shape 0.94), so its code changed and the GAN was trained afresh in it (design 2 at three seeds,
-one core each, two at a time). The seeds differ more than any change of the code space bought: valid
-0.11 to 0.18, precision 0.39 to 0.60, and a texture value (striped) drawn at 0.00 to 0.20 of its share. The
+one core each, two at a time). The seeds differ more than any change of the code space bought: valid 0.11
+to 0.18, precision 0.39 to 0.60, and a texture value (striped) drawn at 0.00 to 0.20 of its share. The
 better code did not make design 2 better; its mapping network, not the decoder, is what drops values.
-Design 3 in the new code: the most valid samples of any run (0.28 [0.26, 0.31], against 0.19 in the earlier code) and
-every value drawn (rarest, yellow, 0.28 of its share), but recall 0.01: its samples sit on a few points
-of each island. Not shipped, for that and for its partly discrete z.)
+Design 3 in the new code: the most valid samples of any run (0.28 [0.26, 0.31], against 0.19 in the
+earlier code) and every value drawn (rarest, yellow, 0.28 of its share), but recall 0.01: its samples sit
+on a few points of each island. Not shipped, for that and for its partly discrete z.)
 
 Design 3 (``train(design=3)``, :data:`DESIGNS`) answers the measurement below (the valid codes are
 islands, and a continuous z must cross the water between them): z's first 31 coordinates are read as one
