@@ -28,14 +28,14 @@ design                                                          valid  prec.  re
 3. a discrete part in z, 20,000 steps (605 s, not shipped)      0.19   0.81   0.11   0.43
    the same with the mapping 10x slower (608 s)                 0.06   0.47   0.06   0.00
    ... and the mapping 32 wide, as in design 2 (822 s)          0.06   0.48   0.10   0.13
-design 2 as shipped, through the codec's third decoder stage    0.16   0.67   0.13   0.25
+design 2 shipped before, through the codec's 3rd decoder stage  0.16   0.67   0.13   0.25
 design 2 in the staged autoencoder's code, seed 0 (613 s)       0.14   0.52   0.12   0.00
    ... seed 1 (633 s)                                           0.11   0.39   0.11   0.20
    ... seed 2 (633 s): shipped                                  0.18   0.60   0.19   0.07
 design 3 in the same code, seed 0, 20,000 steps (728 s)         0.28   0.71   0.01   0.28
 ==============================================================  =====  =====  =====  ======
 
-(The first rows were measured through the codec's first-stage decoder; "as shipped" is the same generator
+(The first rows were measured through the codec's first-stage decoder; "shipped before" is the same generator
 after the shared codec's decoder was sharpened, see :mod:`latentkit.recipes.sd_vae`. The last four: the
 fitted autoencoder trained on in two stages (:mod:`latentkit.recipes.autoencoder`; reconstructions 0.98
 valid, shape 0.94), so its code changed and the GAN was trained afresh in it (design 2 at three seeds,
