@@ -321,8 +321,10 @@ def autoencoder_quality(
 
 def vae_quality(model=None, probes=None, n: int = 512, seed: int = 0, device: str = "cpu") -> list[Row]:
     """The VAE against its targets: held-out reconstructions (decoded posterior means) valid
-    (>= :data:`RECONSTRUCTIONS_VALID`), samples of the prior N(0, I) valid (>= :data:`VAE_SAMPLES_VALID`,
-    its density), and the codec round trip's validity beside it (the ceiling).
+    (>= :data:`RECONSTRUCTIONS_VALID`), samples of its sampling distribution valid (>=
+    :data:`VAE_SAMPLES_VALID`, its density: N(0, I) through the second stage when it has one), and beside
+    them the codec round trip's validity (the ceiling) and, with a second stage, the first stage's own
+    prior (N(0, I) on z: what the second stage is there to improve on).
 
     Args:
         model: a :class:`latentkit.models.vae.VAE` (default: the shipped one).
@@ -342,11 +344,15 @@ def vae_quality(model=None, probes=None, n: int = 512, seed: int = 0, device: st
     recon = _through(lambda x: model.decode(model.encode(x)[0]), batch.images, device)
     ceiling = _codec_ceiling(model.codec, batch.images, device)
     *_, ok = _sampled(vae_space(model, device), probes, n, seed)
-    return [
+    rows = [
         _share_row(name, "held-out reconstructions valid", _valid(probes, recon), RECONSTRUCTIONS_VALID),
         _share_row(name, "density: samples of the prior valid", ok, VAE_SAMPLES_VALID),
         _share_row(name, "ceiling: codec round trip valid", _valid(probes, ceiling)),
     ]
+    if model.second_stage is not None:
+        *_, alone = _sampled(vae_space(model, device, first_stage=True), probes, n, seed)
+        rows.append(_share_row(name, "first stage alone: N(0, I) on z valid", alone))
+    return rows
 
 
 def factor_coverage(readout) -> tuple[float, tuple[float, float], str]:

@@ -339,17 +339,25 @@ def autoencoder_space(model, device: str = "cpu") -> GaussianSpace:
     )
 
 
-def vae_space(model, device: str = "cpu") -> GaussianSpace:
-    """The latent of :class:`latentkit.models.vae.VAE` under its prior N(0, I); encoding gives the mean."""
+def vae_space(model, device: str = "cpu", first_stage: bool = False) -> GaussianSpace:
+    """The sampling space of :class:`latentkit.models.vae.VAE`, under N(0, I): with a second stage
+    (Dai and Wipf's two-stage VAE, :class:`latentkit.models.vae.SecondStage`) its latent ``u``, decoded
+    through the second stage to the first stage's ``z``; without one, ``z`` itself. Encoding gives the
+    posterior mean in that space. ``first_stage``: ``z`` under N(0, I) even when there is a second stage
+    (the first stage's own prior, for comparison)."""
     model = model.to(device).eval()
+    if first_stage or model.second_stage is None:
+        name, decoder, encoder = "", model.decode, lambda x: model.encode(x)[0]
+    else:
+        name, decoder, encoder = ", two-stage", model.generate, model.latent_of
     return GaussianSpace(
-        f"VAE latent ({model.latent_dim} dims)",
-        decoder=model.decode,
+        f"VAE latent ({model.latent_dim} dims{name})",
+        decoder=decoder,
         mean=torch.zeros(model.latent_dim),
-        encoder=lambda x: model.encode(x)[0],
+        encoder=encoder,
         device=device,
         interpolation="slerp",
-        source=(model,),
+        source=(model, "first stage") if first_stage else (model,),
     )
 
 

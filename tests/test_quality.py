@@ -127,8 +127,17 @@ def test_autoencoder_rows(probes):
     assert {r.measure.split(" read back")[0] for r in rows[1:7]} == set(FACTORS)
 
 
-def test_vae_rows(probes):
-    check_rows(quality.vae_quality(probes=probes, n=16), 3)
+def test_vae_rows_with_and_without_a_second_stage(probes):
+    from latentkit.models.vae import SecondStage, load_vae
+
+    vae = load_vae()
+    second = vae.second_stage or SecondStage(vae.latent_dim, hidden=8).eval()
+    vae.second_stage = second
+    rows = quality.vae_quality(vae, probes=probes, n=16)
+    check_rows(rows, 4)
+    assert rows[-1].measure == "first stage alone: N(0, I) on z valid" and rows[-1].target is None
+    vae.second_stage = None  # the prior N(0, I) on z itself: no comparison row
+    check_rows(quality.vae_quality(vae, probes=probes, n=16), 3)
 
 
 def test_gan_rows(probes):

@@ -180,3 +180,90 @@ def test_the_gan_does_not_resume_a_checkpoint_of_another_autoencoder(tmp_path, m
         gan_recipe.train(steps=4, batch_size=8, device="cpu")
     gan_recipe.train(steps=1, batch_size=8, device="cpu", fresh=True)  # --fresh starts again
     assert common.load_checkpoint(gan_recipe.NAME) == 1
+
+
+@pytest.fixture
+def short_vae(tmp_path, monkeypatch):
+    """The VAE recipe on 64 random codes, a tiny second stage of 4 steps, data and cache in tmp_path."""
+    from latentkit.recipes import vae as vae_recipe
+
+    monkeypatch.setenv("LATENTKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("LATENTKIT_DATA", str(tmp_path / "data"))
+    (tmp_path / "data" / "tiny-sd").mkdir(parents=True)
+    (tmp_path / "data" / "tiny-sd" / "vae").symlink_to(SHIPPED_DATA / "tiny-sd" / "vae")
+    codes = torch.randn(64, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    masks = torch.rand(64, 16, 16, generator=torch.Generator().manual_seed(1))
+    monkeypatch.setattr(vae_recipe, "picture_codes", lambda **kw: codes)
+    monkeypatch.setattr(vae_recipe, "picture_masks", lambda **kw: masks)
+    monkeypatch.setattr(vae_recipe, "SECOND_STEPS", 4)
+    monkeypatch.setattr(vae_recipe, "SECOND_HIDDEN", 16)
+    return vae_recipe
+
+
+def test_the_vae_second_stage_trains_on_the_first_stages_latents_and_resumes_exactly(short_vae):
+    first, _ = short_vae.train(steps=2, batch_size=8, device="cpu", fresh=True)
+    straight, _ = short_vae.train_second_stage(first, device="cpu", fresh=True, batch_size=8)
+    assert common.load_checkpoint(short_vae.SECOND_NAME) == 4
+    assert common.load_checkpoint(short_vae.NAME) == 2  # the first stage's checkpoint is its own
+    with common.deadline(0):  # stopped after its first step, then resumed from its checkpoint
+        short_vae.train_second_stage(first, device="cpu", fresh=True, batch_size=8)
+    assert common.load_checkpoint(short_vae.SECOND_NAME) == 1
+    resumed, _ = short_vae.train_second_stage(first, device="cpu", batch_size=8)
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert straight.log_gamma.item() != 0.0  # the decoder's variance is learned
+
+
+def test_the_vae_recipe_exports_both_stages_and_the_shipped_loader_reads_them_back(short_vae, tmp_path):
+    import json
+
+    from latentkit.models.vae import load_vae
+    from latentkit.spaces import vae_space
+
+    assert short_vae.planned_checkpoints(3) == {"vae": 3, "vae_second_stage": 4}
+    short_vae.main(steps=3, device="cpu", fresh=True, batch_size=8)
+    config = json.loads((tmp_path / "data" / "vae" / "config.json").read_text())
+    assert config["trained_steps"] == 3 + 4 and config["second_stage"] == {"hidden": 16}
+    vae = load_vae()
+    assert vae.second_stage is not None and vae.latent_dim == short_vae.LATENT_DIM
+    u = torch.randn(3, vae.latent_dim, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        through = vae.decode(vae.second_stage.decoder(u))
+        space = vae_space(vae)
+        torch.testing.assert_close(space.decode_float(u), through.permute(0, 2, 3, 1).cpu())
+        assert not torch.allclose(through, vae.decode(u))  # u is not the first stage's z
+        first = vae_space(vae, first_stage=True)  # the first stage's own prior, for comparison
+        torch.testing.assert_close(first.decode_float(u), vae.decode(u).permute(0, 2, 3, 1).cpu())
+    assert space.name == f"VAE latent ({vae.latent_dim} dims, two-stage)"
+    assert first.name == f"VAE latent ({vae.latent_dim} dims)"
+
+
+def test_the_vae_elbo_weights_the_cells_it_is_given():
+    from latentkit.models.vae import VAE
+
+    torch.manual_seed(0)
+    vae = VAE(latent_dim=3, width=8, codec=torch.nn.Identity())
+    codes = torch.randn(4, 4, 16, 16)
+    plain = vae.loss(codes, torch.Generator().manual_seed(1))
+    ones = vae.loss(codes, torch.Generator().manual_seed(1), weights=torch.ones(4, 1, 16, 16))
+    torch.testing.assert_close(plain["recon"], ones["recon"])
+    w = common.object_weights(torch.ones(4, 16, 16), 10.0)
+    assert w.shape == (4, 1, 16, 16) and torch.all(w == 11)
+    heavy = vae.loss(codes, torch.Generator().manual_seed(1), weights=w)
+    torch.testing.assert_close(heavy["recon"], 11 * plain["recon"])
+    torch.testing.assert_close(heavy["kl"], plain["kl"])
+
+
+def test_the_vae_second_stage_waits_for_its_first_and_refuses_another(short_vae, tmp_path):
+    import json
+
+    with common.deadline(0):  # the first stage stops after one step: exported alone, no second stage yet
+        short_vae.main(steps=3, device="cpu", fresh=True, batch_size=8)
+    config = json.loads((tmp_path / "data" / "vae" / "config.json").read_text())
+    assert config["second_stage"] is None and config["trained_steps"] == 1
+    assert common.load_checkpoint(short_vae.SECOND_NAME) == 0
+    first, _ = short_vae.train(steps=3, batch_size=8, device="cpu")  # finished by the next run
+    short_vae.train_second_stage(first, device="cpu")
+    other, _ = short_vae.train(steps=3, batch_size=8, device="cpu", fresh=True, seed=1)
+    with pytest.raises(ValueError, match="another first_stage.*--fresh"):
+        short_vae.train_second_stage(other, device="cpu")

@@ -289,21 +289,26 @@ def picture_masks(n: int = 65_536, seed: int = 7, side: int = 16) -> torch.Tenso
     return _cached(cache_dir() / name, render)
 
 
+def object_weights(masks: torch.Tensor, weight: float) -> torch.Tensor:
+    """(B, 16, 16) object coverage in [0, 1] (:func:`picture_masks`) -> (B, 1, 16, 16) loss weights of the
+    code's cells, ``1 + weight * coverage``, the coverage dilated by one cell so the object's edge, where
+    the shape is decided, counts as object (``weight`` 0: every cell 1)."""
+    import torch.nn.functional as F
+
+    return 1 + weight * F.max_pool2d(masks[:, None].float(), 3, 1, 1)
+
+
 def object_weighted_mse(
     recon: torch.Tensor, codes: torch.Tensor, masks: torch.Tensor, weight: float
 ) -> torch.Tensor:
-    """Mean squared error between picture codes, each cell weighted by ``1 + weight * coverage``.
+    """Mean squared error between picture codes, each cell weighted by :func:`object_weights`.
 
     Args:
         recon, codes: (B, 4, 16, 16) picture codes.
-        masks: (B, 16, 16) object coverage in [0, 1] (:func:`picture_masks`), dilated by one cell here so
-            the object's edge, where the shape is decided, counts as object.
+        masks: (B, 16, 16) object coverage in [0, 1] (:func:`picture_masks`).
         weight: extra weight of the object's cells (0: plain MSE).
     """
-    import torch.nn.functional as F
-
-    near = F.max_pool2d(masks[:, None], 3, 1, 1)  # (B, 1, 16, 16)
-    w = 1 + weight * near
+    w = object_weights(masks, weight)
     return ((recon - codes) ** 2 * w).sum() / (w.sum() * codes.shape[1])
 
 
