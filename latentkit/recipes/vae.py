@@ -135,6 +135,7 @@ def first_stage_posteriors(model: VAE, device: str = "cpu") -> tuple[torch.Tenso
     codes: the second stage's data (a fresh ``z`` is drawn from them every step, as Dai and Wipf do)."""
     model = model.to(device).eval()
     parts = [model.posterior(c.float().to(device)) for c in picture_codes().split(1024)]
+    model.cpu()  # back where train() left it: the export puts the second stage (on the CPU) beside it
     return torch.cat([m for m, _ in parts]).cpu(), torch.cat([v for _, v in parts]).cpu()
 
 
