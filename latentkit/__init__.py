@@ -31,6 +31,7 @@ package does no work and loads no model.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import numbers
 import random
@@ -150,10 +151,57 @@ def set_cpu_threads(threads: int | str = "auto") -> int:
     return int(threads)
 
 
+#: Whether :func:`autocast` may use bf16. :func:`full_precision` turns it off for a block of code; set it to
+#: False for fp32 throughout, e.g. to compare two ways of batching the same images bit for bit (bf16 kernels
+#: round differently with the batch's layout).
+BF16 = True
+
+
+@contextlib.contextmanager
+def full_precision():
+    """fp32 inside the block, whatever :func:`autocast` would do: for finite differences, which bf16's
+    three significant digits drown (smoothness compares images 1e-4 apart along a path: under bf16 the
+    fitted autoencoder's straightness fell from 0.24 to 0.02, measured)."""
+    global BF16
+    before, BF16 = BF16, False
+    try:
+        yield
+    finally:
+        BF16 = before
+
+
+def autocast(device: str):
+    """bfloat16 autocast where it pays: CUDA, and CPUs with native bf16 (AVX-512 BF16 or AMX).
+
+    Measured on this project's 2-core AMD EPYC (one thread): the strict-sense organisms' convolutional
+    stacks train x1.8 faster under bf16 autocast (0.29 -> 0.16 s per autoencoder step, batch 64), and the
+    picture codec decodes x2.2 faster (with channels_last: 10.8 -> 4.8 s for 512 images; pixels within
+    4 of 255, mean 0.15, and not one of the 512 changes its in-distribution verdict); the U-Net organism
+    gains only x1.04, so its recipe does not use it. Elsewhere (a CPU without native bf16, where bf16 is
+    emulated and slower; Apple MPS), or with :data:`BF16` False, it is a no-op context.
+    """
+    import torch
+
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=BF16)
+    native = kind == "cpu" and getattr(torch.backends.mkldnn, "is_available", lambda: False)()
+    native = native and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(native) and BF16)
+
+
 def __getattr__(name: str):
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'latentkit' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "seed_everything", "resolve_device", "set_cpu_threads", *sorted(_SUBMODULES)]
+__all__ = [
+    "__version__",
+    "autocast",
+    "full_precision",
+    "seed_everything",
+    "resolve_device",
+    "set_cpu_threads",
+    *sorted(_SUBMODULES),
+]

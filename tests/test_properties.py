@@ -311,6 +311,25 @@ def test_real_probes_ignoring_and_scrambling_decoders(probes):
     assert smoothness(scrambled, probes, n=100).value < 0.05
 
 
+@needs_probes
+@pytest.mark.skipif(
+    not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()),
+    reason="the codec decodes in fp32 on a CPU without native bf16: nothing to compare",
+)
+def test_smoothness_measures_its_paths_in_fp32_where_the_codec_would_decode_in_bf16(probes, monkeypatch):
+    """Images 1e-4 apart along a path: bf16's rounding would be all the difference between them (it took
+    the fitted autoencoder's straightness from 0.24 to 0.02). The straightness must be the fp32 one."""
+    import latentkit
+    from latentkit.models.autoencoder import load_autoencoder
+    from latentkit.spaces import autoencoder_space
+
+    space = autoencoder_space(load_autoencoder(fitted=True))
+    fast = smoothness(space, probes, n=64, seed=1).components["straightness"]
+    monkeypatch.setattr(latentkit, "BF16", False)
+    exact = smoothness(space, probes, n=64, seed=1).components["straightness"]
+    assert fast == pytest.approx(exact, abs=1e-6)
+
+
 def test_linear_decodability_is_cross_validated_and_near_zero_without_information():
     from latentkit.properties import _chance_corrected, linear_decodability
     from latentkit.world import FACTORS

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import latentkit
 from latentkit.paths import data_dir
 from latentkit.recipes import autoencoder as ae_recipe
 from latentkit.recipes import common
@@ -58,7 +59,7 @@ def test_the_fitted_width_is_the_smallest_that_reaches_the_target_else_the_best(
 
 
 def test_autocast_is_bf16_where_the_cpu_has_it_and_a_no_op_otherwise():
-    with common.autocast("cpu"):
+    with latentkit.autocast("cpu"):
         out = torch.nn.Linear(4, 4)(torch.randn(2, 4))
     native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     assert out.dtype == (torch.bfloat16 if native else torch.float32)

@@ -21,7 +21,7 @@ Training runs in the picture code of :mod:`latentkit.models.codec`; the codes co
 :func:`latentkit.recipes.common.picture_codes` (65,536 world images, encoded once and cached), and step
 ``s`` draws its batch with a generator seeded by ``(seed, s)``, so a resumed run sees exactly the batches
 an uninterrupted one would have seen. Each width has its own checkpoint (``autoencoder_<width>``). The
-networks run under bf16 autocast where the hardware has it (:func:`latentkit.recipes.common.autocast`:
+networks run under bf16 autocast where the hardware has it (:func:`latentkit.autocast`:
 x1.8 per step on this project's CPU). After training, a Gaussian is fitted to the bottleneck codes of 4096
 training images: the autoencoder's sampling distribution (see :mod:`latentkit.models.autoencoder`).
 
@@ -61,12 +61,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from latentkit import resolve_device
+from latentkit import autocast, resolve_device
 from latentkit.models.autoencoder import FITTED, Autoencoder
 from latentkit.models.codec import own_state
 from latentkit.paths import data_dir, save_weights
 from latentkit.recipes.common import (
-    autocast,
     batch_of,
     clear_checkpoint,
     deadline,

@@ -312,21 +312,6 @@ def object_weighted_mse(
     return ((recon - codes) ** 2 * w).sum() / (w.sum() * codes.shape[1])
 
 
-def autocast(device: str):
-    """bfloat16 autocast where it pays: CUDA, and CPUs with native bf16 (AVX-512 BF16 or AMX).
-
-    Measured on this project's 2-core AMD EPYC (one thread, batch 64): the strict-sense organisms'
-    convolutional stacks train x1.8 faster under bf16 autocast (0.29 -> 0.16 s per autoencoder step);
-    the U-Net organism gains only x1.04, so its recipe does not use it. Elsewhere it is a no-op context.
-    """
-    kind = torch.device(device).type
-    if kind == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    native = kind == "cpu" and getattr(torch.backends.mkldnn, "is_available", lambda: False)()
-    native = native and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(native))
-
-
 # ---------------------------------------------------------------------------------------------------------
 # A deadline: how a run inside a time budget stops its recipes (``python -m latentkit.recipes all --budget``)
 
