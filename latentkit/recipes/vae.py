@@ -30,11 +30,10 @@ sharing the 2-core machine):
 
 This recipe, run as ``python -m latentkit.recipes vae --fresh`` on one core of the 2-core machine (the
 other one busy): 2,073 s for both stages (the first about 1,500 s, 0.19 s per step; the second 547 s). Its
-weights are not shipped yet (``data/vae/`` still holds design 1 until notebooks 01, 03 and 06 are
-re-executed on them; they are in git history, commit b323d4c); measured by
-``bench_organism_quality.py --only vae`` (512 held-out images, 512 samples): reconstructions valid
-0.955 [0.933, 0.970] (target met), samples valid 0.342 [0.302, 0.384] (target 0.70: not met; N(0, I) on
-the first stage's z alone gives 0.061 [0.043, 0.085]); the codec's round trip 0.992.
+weights are the shipped ones; measured by ``bench_organism_quality.py --only vae`` (512 held-out images,
+512 samples): reconstructions valid 0.955 [0.933, 0.970] (target met), samples valid 0.342 [0.302, 0.384]
+(target 0.70: not met; N(0, I) on the first stage's z alone gives 0.061 [0.043, 0.085]); the codec's
+round trip 0.992.
 
 So the object-weighted loss and 16 dimensions meet the reconstruction target, and the sharper the
 reconstructions, the emptier N(0, I) on the first stage's z (0.02-0.07): the posteriors are narrow islands
@@ -53,12 +52,11 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from latentkit import resolve_device
+from latentkit import autocast, resolve_device
 from latentkit.models.codec import own_state
 from latentkit.models.vae import VAE, SecondStage
 from latentkit.paths import data_dir, save_weights
 from latentkit.recipes.common import (
-    autocast,
     batch_of,
     clear_checkpoint,
     fingerprint,
