@@ -42,6 +42,14 @@ learns where the islands are and raises the samples' validity from about 0.06 to
 15,000 steps on; 0.70 is still far. The cause is the same as the GAN's (:mod:`latentkit.recipes.gan`): in
 a world of discrete factors the valid codes are islands, and a continuous sampler spends mass between
 them. The curves are in ``results/training_curves/vae.csv``.
+
+Other samplers of the same first stage, tried on 2026-12-03 (scratch runs, 512 samples each, one core):
+z drawn from the posteriors of random training images (the aggregate posterior itself: the most any
+sampler of z could reach, since it only redraws training images) 0.936; ex-post Gaussian mixtures (Ghosh
+et al., 2020), diagonal, fitted by EM to 32,768 posterior means, 16 / 64 / 256 / 1,024 components: 0.13 /
+0.23 / 0.30 / 0.45 (the last one's components hold 32 training codes each, close to redrawing them); the
+shipped second stage at temperatures 1.0 / 0.85 / 0.7 / 0.5 (``u ~ N(0, t^2 I)``): 0.37 / 0.35 / 0.36 /
+0.40. Only a sampler that nearly memorises the training codes approaches 0.70, so the target stays unmet.
 """
 
 from __future__ import annotations
