@@ -96,6 +96,8 @@ class PropertyResult:
         verdict: "V", "~" or "X" where the interval lies in one band, else undecided between the marks of
             its ends, e.g. "~/V" (see :func:`verdict`).
         components: the parts the value is made of, and other diagnostics, by name.
+        n: how many points (density, organization) or pairs (smoothness, relevance) the value was measured
+            on, as each property function sets it; 0 when not given (a result made by hand).
     """
 
     property: str
@@ -104,6 +106,7 @@ class PropertyResult:
     ci: tuple[float, float]
     verdict: str = field(init=False)
     components: dict[str, float] = field(default_factory=dict)
+    n: int = 0
 
     def __post_init__(self) -> None:
         bad = [v for v in (self.value, *self.ci) if not -1e-9 <= v <= 1 + 1e-9]  # NaN fails too
@@ -196,6 +199,7 @@ def density(space: Space, probes, n: int = 512, seed: int = 0) -> PropertyResult
         ok.mean(),
         _bootstrap_mean(ok, np.random.default_rng(seed)),
         components={"median in-distribution score": float(np.median(scores))},
+        n=n,
     )
 
 
@@ -270,6 +274,7 @@ def smoothness(
             "valid origins": int(origin_ok.sum()),
             "PPL (probe features)": ppl,
         },
+        n=n,
     )
 
 
@@ -409,6 +414,7 @@ def organization(space: Space, probes, n: int = 600, seed: int = 0, n_pairs: int
             "midpoints mix endpoints": mix,
             **{f"decodability of {f}": v for f, v in per_factor.items()},
         },
+        n=n,
     )
 
 
@@ -447,6 +453,7 @@ def relevance(space: Space, probes, n: int = 512, seed: int = 0) -> PropertyResu
             **{f"aspect {k}": v for k, v in per_aspect.items()},
             **{f"factor {k}": v for k, v in per_factor.items()},
         },
+        n=n,
     )
 
 
@@ -469,9 +476,16 @@ def direction_effect(space: Space, probes, start: torch.Tensor, direction: torch
 
 
 def measure_all(
-    space: Space, probes, seed: int = 0, n: int = 512, reuse: bool = False, n_density: int | None = None
+    space: Space,
+    probes,
+    seed: int = 0,
+    n: int = 512,
+    reuse: bool = False,
+    n_density: int | None = None,
+    n_smooth: int | None = None,
 ) -> list[PropertyResult]:
-    """The four properties of one space, with ``n`` samples each (pairs and paths use fewer).
+    """The four properties of one space: organization and relevance with ``n`` samples, density and
+    smoothness with their own counts. Each result's ``n`` says what it was measured on.
 
     ``n_density`` (default ``4 * n``) gives density its own number of points: it is the cheapest property
     (one decode per point, against two to four for the others), and a share's interval narrows as
@@ -480,19 +494,24 @@ def measure_all(
     1,024). Spaces whose ``sample`` draws a prefix-consistent sequence (Gaussian noise, a pool's
     permutation) share their first ``n`` draws with the other properties, so those decodes are reused.
 
+    ``n_smooth`` (default ``max(64, n // 2)``) is smoothness's number of paths: each costs about five
+    decodes, so by default it gets half of ``n``, and never fewer than 64 (with fewer, the share of
+    neighbours that stay valid is too coarse to place against a threshold).
+
     With ``reuse``, the results are loaded when the same space (same models), probes, ``seed``, ``n``,
-    ``n_density`` and code measured them before (:mod:`latentkit.reuse`: notebooks 03 and 06 measure the
-    spaces of 01 and 02 again), and stored for next time otherwise.
+    ``n_density``, ``n_smooth`` and code measured them before (:mod:`latentkit.reuse`: notebooks 03 and
+    06 measure the spaces of 01 and 02 again), and stored for next time otherwise.
     """
     n_density = 4 * n if n_density is None else n_density
-    for name, value in (("n", n), ("n_density", n_density)):
+    n_smooth = max(64, n // 2) if n_smooth is None else n_smooth
+    for name, value in (("n", n), ("n_density", n_density), ("n_smooth", n_smooth)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 2:
             raise ValueError(f"measure_all: {name} must be a whole number >= 2, got {value!r}")
 
     def compute() -> list[PropertyResult]:
         return [
             density(space, probes, n=n_density, seed=seed),
-            smoothness(space, probes, n=max(64, n // 2), seed=seed),
+            smoothness(space, probes, n=n_smooth, seed=seed),
             organization(space, probes, n=n, seed=seed, n_pairs=max(64, n // 3)),
             relevance(space, probes, n=n, seed=seed),
         ]
@@ -501,7 +520,16 @@ def measure_all(
         return compute()
     from latentkit.reuse import reused
 
-    return reused("measure_all", compute, space=space, probes=probes, seed=seed, n=n, n_density=n_density)
+    return reused(
+        "measure_all",
+        compute,
+        space=space,
+        probes=probes,
+        seed=seed,
+        n=n,
+        n_density=n_density,
+        n_smooth=n_smooth,
+    )
 
 
 def as_table(results: list[PropertyResult]):

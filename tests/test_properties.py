@@ -399,3 +399,20 @@ def test_measure_all_gives_density_its_own_number_of_points(oracle_world, monkey
     assert results["density"] == density(FactorSpace(world), oracle, n=300, seed=2)
     with pytest.raises(ValueError, match="n_density must be a whole number >= 2"):
         measure_all(FactorSpace(world), oracle, n=16, n_density=1)
+
+
+def test_each_result_says_how_many_points_it_was_measured_on(oracle_world):
+    oracle, world = oracle_world
+    results = measure_all(FactorSpace(world), oracle, seed=1, n=40, n_density=90, n_smooth=70)
+    # each property function sets n itself: measure_all's defaults are not repeated by whoever records it
+    assert {r.property: r.n for r in results} == {
+        "density": 90,
+        "smoothness": 70,
+        "organization": 40,
+        "relevance": 40,
+    }
+    defaults = {r.property: r.n for r in measure_all(FactorSpace(world), oracle, seed=1, n=160)}
+    assert defaults == {"density": 640, "smoothness": 80, "organization": 160, "relevance": 160}
+    assert PropertyResult("density", "s", 0.5, (0.4, 0.6)).n == 0  # made by hand: not known
+    with pytest.raises(ValueError, match="n_smooth must be a whole number >= 2"):
+        measure_all(FactorSpace(world), oracle, n=16, n_smooth=1.5)
