@@ -203,6 +203,32 @@ def density(space: Space, probes, n: int = 512, seed: int = 0) -> PropertyResult
     )
 
 
+def _trimmed(speed: np.ndarray) -> np.ndarray:
+    """The local speeds between their 1st and 99th percentile, as StyleGAN trims them for PPL."""
+    lo, hi = np.percentile(speed, [1, 99])
+    return speed[(speed >= lo) & (speed <= hi)]
+
+
+def _straightness(speed: np.ndarray, chord: np.ndarray) -> float:
+    """``min(1, mean chord / mean trimmed speed)`` of paths with these local speeds and chords, (N,) each."""
+    kept = _trimmed(speed)
+    mean_speed = kept.mean() if kept.size else 0.0
+    return 1.0 if mean_speed == 0 else min(1.0, float(chord.mean() / mean_speed))
+
+
+def _straightness_replicates(speed: np.ndarray, chord: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(:data:`_BOOTSTRAP`,) straightness of paths resampled with replacement, each resample trimmed anew.
+
+    The trimming is part of the estimate, so each resample redoes it. Resampling under the trimming of
+    the whole sample instead made the interval too narrow wherever the speeds are heavy-tailed (on
+    notebook 03's diffusion spaces, seeds 0-9: the EOS vector's value moved with a standard deviation of
+    0.115 between seeds against 0.089 implied by its intervals; trimmed anew, 0.115; on lognormal speeds
+    (sigma 2) the 95% interval held the mean estimate in 0.83 of samples, trimmed anew in 0.95).
+    """
+    n = len(speed)
+    return np.array([_straightness(speed[i], chord[i]) for i in rng.integers(0, n, (_BOOTSTRAP, n))])
+
+
 def smoothness(
     space: Space, probes, n: int = 256, seed: int = 0, epsilon: float = 1e-4, step: float = 0.1
 ) -> PropertyResult:
@@ -224,8 +250,9 @@ def smoothness(
       neighbourhood to stay in, and scores 0): with few of them its interval is wide, never a different
       quantity. The number of valid origins is reported as a component.
 
-    The interval multiplies resampled straightness by draws of the share's Jeffreys interval (a Beta
-    posterior, honest with few valid origins), independently.
+    The interval multiplies resampled straightness (each resample of the paths trimmed anew:
+    :func:`_straightness_replicates`) by draws of the share's Jeffreys interval (a Beta posterior, honest
+    with few valid origins), independently.
     """
     gen = _generator(seed)
     a, b = space.sample(n, gen), space.sample(n, gen)
@@ -236,13 +263,6 @@ def smoothness(
         fa, fb = probe_features(probes, space.decode_float(a)), probe_features(probes, space.decode_float(b))
     speed = np.linalg.norm(f1 - f0, axis=1) / epsilon  # (n,)
     chord = np.linalg.norm(fa - fb, axis=1)
-    lo, hi = np.percentile(speed, [1, 99])
-    keep = (speed >= lo) & (speed <= hi)
-
-    def straightness(idx: np.ndarray) -> float:
-        s, k = speed[idx], keep[idx]
-        mean_speed = s[k].mean() if k.any() else 0.0
-        return 1.0 if mean_speed == 0 else min(1.0, chord[idx].mean() / mean_speed)
 
     origin_ok = np.asarray(probes.in_distribution(space.decode(a))) >= IN_DISTRIBUTION_THRESHOLD
     near = space.perturb(a, step, gen)
@@ -256,13 +276,14 @@ def smoothness(
     # The share's uncertainty: Jeffreys' interval (draws of Beta(k + 1/2, m - k + 1/2)), which stays honest
     # with a handful of valid origins, where resampling them would not (0 of 2 resamples to [0, 0]).
     stay_draws = rng.beta(k + 0.5, m - k + 0.5, _BOOTSTRAP) if m else np.zeros(_BOOTSTRAP)
-    reps = [straightness(rng.integers(0, n, n)) * s for s in stay_draws]
-    straight, stay = straightness(np.arange(n)), (k / m if m else 0.0)
-    low, high = _interval(np.array(reps))
+    reps = _straightness_replicates(speed, chord, rng) * stay_draws
+    straight, stay = _straightness(speed, chord), (k / m if m else 0.0)
+    low, high = _interval(reps)
     # Jeffreys' interval reaches 1 when every neighbour stays valid, and 0 when none does (Brown, Cai and
     # DasGupta, 2001): the interval always holds the value.
     ci = (min(low, straight * stay), max(high, straight * stay))
-    ppl = float((speed[keep] ** 2).mean()) if keep.any() else 0.0
+    kept = _trimmed(speed)
+    ppl = float((kept**2).mean()) if kept.size else 0.0
     return PropertyResult(
         "smoothness",
         space.name,
