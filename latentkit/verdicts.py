@@ -260,6 +260,24 @@ def record_verdicts(
     _WRITTEN[key] = table
 
 
+#: Verdicts that decline to decide (an interval across a threshold; too few valid images): compatible with
+#: any reading in :func:`agreement`.
+UNDECIDED = ("undecided", "undetermined")
+_BANDS = ("X", "~", "V")  # Fig. 4's marks, low to high
+
+
+def _readings(verdict: str) -> set[str] | None:
+    """The decided readings a verdict allows: None for any (:data:`UNDECIDED`); the bands a Fig. 4 mark
+    spans (``"~/V"`` allows ``~`` and ``V``, ``"X/V"`` all three); otherwise only itself."""
+    if verdict in UNDECIDED:
+        return None
+    ends = verdict.split("/")
+    if len(ends) in (1, 2) and all(e in _BANDS for e in ends):
+        at = sorted(_BANDS.index(e) for e in ends)
+        return set(_BANDS[at[0] : at[-1] + 1])
+    return {verdict}
+
+
 def agreement(tables_by_seed: Mapping[Any, pd.DataFrame]) -> pd.DataFrame:
     """Whether each checked verdict is the same in every run: one row per (notebook, claim).
 
@@ -270,8 +288,11 @@ def agreement(tables_by_seed: Mapping[Any, pd.DataFrame]) -> pd.DataFrame:
 
     Returns:
         Columns ``notebook``, ``claim``, ``seed <s>`` per seed (the verdict; NA where that run did not record
-        the claim) and ``agree`` (True when every run recorded the claim with the same verdict).
-        Rows in the order in which the runs first recorded them.
+        the claim), ``agree`` (True when every run recorded the claim with the same verdict) and
+        ``compatible`` (True when every run recorded it and one decided reading fits them all: runs that
+        differ only in how far they decide, as ``~/V`` and ``V``, or ``undecided`` and ``reproduced``; False
+        when two runs decide differently, as ``~`` and ``V``). Rows in the order in which the runs first
+        recorded them.
     """
     if not tables_by_seed:
         raise ValueError("tables_by_seed is empty: give the verdict tables of at least one run")
@@ -294,9 +315,20 @@ def agreement(tables_by_seed: Mapping[Any, pd.DataFrame]) -> pd.DataFrame:
         seen = {column: by_key.get(key) for column, by_key in verdicts.items()}
         seen = {column: None if pd.isna(v) else v for column, v in seen.items()}
         values = list(seen.values())
-        agree = all(v is not None for v in values) and len(set(values)) == 1
-        rows.append({"notebook": key[0], "claim": key[1], **seen, "agree": agree})
-    return pd.DataFrame(rows, columns=["notebook", "claim", *verdicts, "agree"])
+        recorded = all(v is not None for v in values)
+        agree = recorded and len(set(values)) == 1
+        allowed = [r for r in map(_readings, values) if r is not None] if recorded else []
+        compatible = recorded and (not allowed or bool(set.intersection(*allowed)))
+        rows.append({"notebook": key[0], "claim": key[1], **seen, "agree": agree, "compatible": compatible})
+    return pd.DataFrame(rows, columns=["notebook", "claim", *verdicts, "agree", "compatible"])
 
 
-__all__ = ["COLUMNS", "Verdict", "agreement", "read_verdicts", "record_verdicts", "verdicts_path"]
+__all__ = [
+    "COLUMNS",
+    "UNDECIDED",
+    "Verdict",
+    "agreement",
+    "read_verdicts",
+    "record_verdicts",
+    "verdicts_path",
+]

@@ -197,16 +197,38 @@ def test_agreement_per_claim():
             2: _table(density="X", C2="undecided", roles="4"),
         }
     )
-    assert list(agreed.columns) == ["notebook", "claim", "seed 0", "seed 1", "seed 2", "agree"]
+    assert list(agreed.columns) == ["notebook", "claim", "seed 0", "seed 1", "seed 2", "agree", "compatible"]
     assert list(agreed["claim"]) == ["density", "C2", "roles"]
     assert agreed["agree"].tolist() == [True, False, True]
     assert agreed.loc[1, ["seed 0", "seed 1", "seed 2"]].tolist() == ["undecided", "reproduced", "undecided"]
+
+
+@pytest.mark.parametrize(
+    "verdicts, compatible",
+    [
+        (["~/V", "V", "~/V"], True),  # one interval clears the threshold the others straddle
+        (["X/V", "X/~", "X/V"], True),  # X/V spans all three bands
+        (["~", "V", "~"], False),  # two decided marks
+        (["X/~", "~/V", "~"], True),  # all allow ~
+        (["X/~", "~/V", "V"], False),  # X/~ and V share no band
+        (["undecided", "reproduced", "undecided"], True),
+        (["undetermined", "structure", "content"], False),  # two decided roles
+        (["undecided", "undecided", "undetermined"], True),  # nothing decided at all
+        (["strict", "broad", "strict"], False),
+        (["16 of 18", "16 of 18", "16 of 18"], True),
+    ],
+)
+def test_compatible_when_one_decided_reading_fits_every_run(verdicts, compatible):
+    agreed = agreement({seed: _table(a=v) for seed, v in enumerate(verdicts)})
+    assert agreed["compatible"].tolist() == [compatible]
+    assert agreed["agree"].tolist() == [len(set(verdicts)) == 1]
 
 
 def test_a_claim_missing_in_one_run_disagrees():
     agreed = agreement({0: _table(a="V", b="V"), 1: _table(a="V"), 2: _table(a="V", c="X")})
     assert list(agreed["claim"]) == ["a", "b", "c"]
     assert agreed["agree"].tolist() == [True, False, False]
+    assert agreed["compatible"].tolist() == [True, False, False]  # missing is never compatible
     assert (
         agreed.loc[1, "seed 0"] == "V"
         and pd.isna(agreed.loc[1, "seed 1"])
@@ -321,11 +343,14 @@ def _tiny_notebook(path: Path) -> Path:
 
 def test_benchmark_table_marks_missing_and_failed():
     shown = _benchmark().agreement_table(
-        agreement({0: _table(a="V"), 1: _table(a="X")}), {0: {"01_x": 1.2}, 1: {"01_x": 3.9}}, {(1, "01_x")}
+        agreement({0: _table(a="V", b="~/V"), 1: _table(a="X", b="V")}),
+        {0: {"01_x": 1.2}, 1: {"01_x": 3.9}},
+        {(1, "01_x")},
     )
     assert shown.values.tolist() == [
         ["01_x", "(run time)", "1 s", "4 s (failed)", ""],
         ["", "a", "V", "X", "no"],
+        ["", "b", "~/V", "V", "no, compatible"],
     ]
 
 
