@@ -63,9 +63,10 @@ feature space), so it scores 0.66 and nothing can reach 0.7; even 8 sees jumps (
 paths pass through about three factor changes for each one needed (0.25-0.39), from the noise (0.86-0.89),
 but like grid 8 it cannot see a jump that changes every factor at once (h-space at step 1, 0.95-0.98);
 local is dominated by the size of its step relative to each space's spread (0.88-1.00 on every diffusion
-space, 0.45-0.78 on the strict ones) and tells little. The decodes per path: one-t 2 besides the two ends, grid 7 (8
-segments) or 3 (4 segments); measured here, the grid's 7 took 22 s per diffusion space and seed against 12
-s for one-t's 4 (ends included), so notebook 03 would spend about 100 s more on one thread with 8 segments.
+space, 0.45-0.78 on the strict ones) and tells little. The decodes per path: one-t 2 besides the two
+ends, grid 7 (8 segments) or 3 (4 segments); measured here, the grid's 7 took 22 s per diffusion space and
+seed against 12 s for one-t's 4 (ends included), so notebook 03 would spend about 100 s more on one thread
+with 8 segments.
 """
 
 from __future__ import annotations
