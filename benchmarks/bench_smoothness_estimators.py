@@ -124,12 +124,20 @@ def estimators(space, probes, n: int, seed: int) -> list[dict]:
     grid = np.stack(features, 1)  # (n, K + 1, features)
     reads = np.stack(labels, 1)  # (n, K + 1, factors)
     seconds = time.perf_counter() - start
-    switches = (np.diff(reads, axis=1) != 0).sum((1, 2))  # factor changes along the path
     needed = (reads[:, 0] != reads[:, -1]).sum(1)  # factors the endpoints differ in
-    direct = np.where(switches > 0, needed / np.maximum(switches, 1), 1.0)
-    rows.append(
-        {"estimator": "direct 8", "value": direct.mean(), "ci": bootstrap(direct, rng), "seconds": 0.0}
-    )
+    for k in (K_GRID, K_GRID // 2):
+        coarse = reads[:, :: K_GRID // k]
+        switches = (np.diff(coarse, axis=1) != 0).sum((1, 2))  # factor changes along the path
+        direct = np.where(switches > 0, needed / np.maximum(switches, 1), 1.0)
+        share = seconds * (k - 1) / (K_GRID - 1)
+        rows.append(
+            {
+                "estimator": f"direct {k}",
+                "value": direct.mean(),
+                "ci": bootstrap(direct, rng),
+                "seconds": share,
+            }
+        )
     for k in (K_GRID, K_GRID // 2):
         g = grid[:, :: K_GRID // k]
         seg = np.linalg.norm(np.diff(g, axis=1), axis=2)  # (n, k)

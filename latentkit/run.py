@@ -251,6 +251,10 @@ def forward(module: nn.Module, call: Any, fns: Mapping[str, PatchFn] | None = No
         return call()
 
 
+class _Recorded(Exception):
+    """Raised from :func:`record`'s hook once every asked-for activation is kept: it ends the call there."""
+
+
 def record(
     pipe: Any,
     rows: Sequence[Mapping[str, Any]],
@@ -258,6 +262,9 @@ def record(
     **pipe_kwargs: Any,
 ) -> dict[str, torch.Tensor]:
     """Run ``rows`` once; each layer's image-stream activation at its steps (the activation cache).
+
+    The call stops as soon as the last activation asked for is recorded: steps after the latest one asked
+    for (and the VAE decode) are not run, since nothing they compute can change what came before.
 
     The first denoiser call of a step is kept (in pipelines that call the denoiser again within a step,
     Flux's true CFG or SD3's skip-layer guidance, that is the main, guided pass).
@@ -284,12 +291,20 @@ def record(
             raise ValueError(f"{name!r}: steps must be distinct step indices >= 0, got {steps}")
     tracker, n = StepTracker(), len(rows)
     seen: dict[str, dict[int, torch.Tensor]] = {name: {} for name in wanted}
+    left = sum(len(steps) for steps in wanted.values())  # activations still to record
 
     def keep(act: torch.Tensor, name: str) -> None:  # act: (halves * N, ...), [uncond rows; cond rows]
+        nonlocal left
         if tracker.index in wanted[name] and tracker.index not in seen[name]:
             seen[name][tracker.index] = act.reshape(-1, n, *act.shape[1:]).transpose(0, 1).float().cpu()
+            left -= 1
+            if not left:  # everything asked for is here: the later steps and the VAE decode would be wasted
+                raise _Recorded
 
-    generate(pipe, rows, dict.fromkeys(wanted, keep), tracker, **pipe_kwargs)
+    try:
+        generate(pipe, rows, dict.fromkeys(wanted, keep), tracker, **pipe_kwargs)
+    except _Recorded:
+        pass
     out = {}
     for name, steps in wanted.items():
         if missing := [s for s in steps if s not in seen[name]]:

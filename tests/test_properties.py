@@ -396,23 +396,49 @@ def test_measure_all_gives_density_its_own_number_of_points(oracle_world, monkey
         monkeypatch.setattr(properties, name, counting(name))
     results = {r.property: r for r in measure_all(FactorSpace(world), oracle, seed=2, n=64, n_density=300)}
     assert asked == {"density": 300, "smoothness": 64, "organization": 64, "relevance": 64}
-    assert results["density"] == density(FactorSpace(world), oracle, n=300, seed=2)
+    assert results["density"] == density(FactorSpace(world), oracle, n=300, seed=2, first=64)
     with pytest.raises(ValueError, match="n_density must be a whole number >= 2"):
         measure_all(FactorSpace(world), oracle, n=16, n_density=1)
+
+
+def valid_share_space(world: World, share: float) -> GaussianSpace:
+    """8-D Gaussian points whose image is a world image where the first coordinate is below the ``share``
+    quantile, and a grey square elsewhere: density ``share`` by construction."""
+    image = world.sample(1, seed=11).images[0]
+    grey = np.full_like(image, 128)
+    cut = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(share)))
+
+    def decoder(z):
+        return _as_decoder_output(np.stack([image if float(row[0]) < cut else grey for row in z]))
+
+    return GaussianSpace(f"valid {share:.0%} of the time", decoder=decoder, mean=torch.zeros(8))
+
+
+def test_density_stops_at_its_first_stage_only_when_that_decides(oracle_world):
+    oracle, world = oracle_world
+    far = density(valid_share_space(world, 0.05), oracle, n=400, seed=0, first=100)
+    assert far.n == 100 and far.verdict == "X", far  # 99% interval about [0.01, 0.12]: X already
+    assert far == density(valid_share_space(world, 0.05), oracle, n=100, seed=0)  # the first 100 draws
+    near = density(valid_share_space(world, 0.3), oracle, n=400, seed=0, first=100)
+    assert near.n == 400, near  # 0.3 at 100 points straddles the threshold: every point is decoded
+    assert near == density(valid_share_space(world, 0.3), oracle, n=400, seed=0)  # the one-stage result
+    assert 0.2 < near.value < 0.4, near
+    assert density(valid_share_space(world, 0.05), oracle, n=400, seed=0).n == 400  # no first: one stage
 
 
 def test_each_result_says_how_many_points_it_was_measured_on(oracle_world):
     oracle, world = oracle_world
     results = measure_all(FactorSpace(world), oracle, seed=1, n=40, n_density=90, n_smooth=70)
-    # each property function sets n itself: measure_all's defaults are not repeated by whoever records it
+    # each property function sets n itself: measure_all's defaults are not repeated by whoever records it;
+    # the world's own factors are all valid, so density's first stage (n points) decides alone
     assert {r.property: r.n for r in results} == {
-        "density": 90,
+        "density": 40,
         "smoothness": 70,
         "organization": 40,
         "relevance": 40,
     }
     defaults = {r.property: r.n for r in measure_all(FactorSpace(world), oracle, seed=1, n=160)}
-    assert defaults == {"density": 640, "smoothness": 80, "organization": 160, "relevance": 160}
+    assert defaults == {"density": 160, "smoothness": 80, "organization": 160, "relevance": 160}
     assert PropertyResult("density", "s", 0.5, (0.4, 0.6)).n == 0  # made by hand: not known
     with pytest.raises(ValueError, match="n_smooth must be a whole number >= 2"):
         measure_all(FactorSpace(world), oracle, n=16, n_smooth=1.5)

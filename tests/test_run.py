@@ -33,6 +33,23 @@ def test_record_returns_rows_steps_and_cfg_halves_of_what_the_layer_computed(sd1
     assert hooks_left(sd1) == []
 
 
+def test_record_stops_once_the_last_step_asked_for_is_recorded(sd1, hooks_left):
+    name = "unet.mid_block.resnets.0"
+    rows = [{"prompt": "a red star", "seed": 0}]
+    kwargs = tiny.call_kwargs("sd1", num_inference_steps=4, guidance_scale=3.0)
+    full = run.record(sd1, rows, {name: [0, 1, 2, 3]}, **kwargs)[name]
+    calls = []
+    handle = sd1.unet.register_forward_pre_hook(lambda *args: calls.append(1))
+    try:
+        early = run.record(sd1, rows, {name: [1, 0], "unet.up_blocks.0": [0]}, **kwargs)
+    finally:
+        handle.remove()
+    assert len(calls) == 2  # steps 0 and 1 ran; steps 2 and 3 (and the VAE decode) did not
+    torch.testing.assert_close(early[name], full[:, [1, 0]])  # stopping early changes nothing recorded
+    assert early["unet.up_blocks.0"].shape[1] == 1
+    assert hooks_left(sd1) == []
+
+
 def test_record_refuses_steps_the_schedule_does_not_have(sd1):
     kwargs = tiny.call_kwargs("sd1", num_inference_steps=2)
     with pytest.raises(ValueError, match=r"steps \[5\] were not run: the schedule has 2 steps"):
