@@ -45,31 +45,13 @@ def density_then_smoothness(space, probes, seed: int, first: int | None):
 
 
 def strict_spaces():
-    from latentkit.models.autoencoder import load_autoencoder
+    """notebooks 01 and 02's spaces: those of the smoothness benchmark, and the truncated w."""
+    from bench_smoothness_estimators import strict_spaces as without_truncation
+
     from latentkit.models.gan import load_gan
-    from latentkit.models.vae import load_vae
-    from latentkit.spaces import FactorSpace, autoencoder_space, gan_w_space, gan_z_space, vae_space
+    from latentkit.spaces import gan_w_space
 
-    gan = load_gan("cpu")
-    return [
-        FactorSpace(),
-        autoencoder_space(load_autoencoder("cpu"), "cpu"),
-        autoencoder_space(load_autoencoder("cpu", fitted=True), "cpu"),
-        vae_space(load_vae("cpu"), "cpu"),
-        gan_z_space(gan, "cpu"),
-        gan_w_space(gan, "cpu"),
-        gan_w_space(gan, "cpu", truncation=0.7),
-    ]
-
-
-def diffusion_spaces(seed: int):
-    from latentkit.candidates import BaseGeneration, diffusion_candidates
-    from latentkit.models.tiny_sd import load_organism
-
-    base = BaseGeneration.from_world(0, num_inference_steps=4)  # notebook 03's defaults
-    return diffusion_candidates(
-        load_organism("cpu"), base, [0, 2], "unet.up_blocks.2.attentions.0", None, pool_size=256, seed=seed
-    )
+    return [*without_truncation(), gan_w_space(load_gan("cpu"), "cpu", truncation=0.7)]
 
 
 def main() -> None:
@@ -94,6 +76,8 @@ def main() -> None:
             rows.append((space.name, t_one, t_two, two.n, one.verdict, two.verdict))
             print(f"{space.name}: {t_one:.1f} s -> {t_two:.1f} s ({two.n} points)", flush=True)
     if args.only != "strict":
+        from bench_smoothness_estimators import diffusion_spaces  # notebook 03's candidates
+
         for space in diffusion_spaces(args.seed):
             times, results = [], []
             for first in (None, 64):
